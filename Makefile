@@ -1,0 +1,41 @@
+# cgmagan: `make run` and `make test` set everything up on a fresh machine.
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: help install run quickstart test test-all bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]} -eq 0
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the pinned dependencies (once)
+
+run: install  ## run the embedded default experiment end to end (ARGS="..." for overrides)
+	$(BIN)/python run.py $(ARGS)
+
+quickstart: install  ## the same pipeline, shorter
+	$(BIN)/python run.py +experiment=quickstart $(ARGS)
+
+test: install  ## the test suite (slow tests excluded)
+	$(BIN)/python -m pytest -q
+
+test-all: install  ## every test, slow ones included
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: install  ## CGMA throughput and cache benchmarks, written to benchmarks/
+	$(BIN)/python benchmarks/cgma_speed.py
+
+lint: install  ## ruff
+	$(BIN)/ruff check cgmagan tests benchmarks run.py
+
+clean:  ## remove run outputs and caches (not the venv)
+	rm -rf outputs .cache

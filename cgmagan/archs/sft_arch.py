@@ -1,0 +1,90 @@
+"""Building blocks of the SFT generators (SFTGAN / BasicSR style)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConditionNet(nn.Module):
+    """Turns maps into SFT conditions: conv k4 -> three 1x1 convs -> conv to ``out_ch``.
+
+    [N, in_ch, S, S] -> [N, out_ch, S, S]; the k4 conv is padded (1, 2) so S is kept.
+    """
+
+    def __init__(self, in_ch: int = 1, hidden: int = 128, out_ch: int = 32):
+        super().__init__()
+        act = nn.LeakyReLU(0.1, inplace=True)
+        self.body = nn.Sequential(
+            nn.ZeroPad2d((1, 2, 1, 2)),
+            nn.Conv2d(in_ch, hidden, 4), act,
+            nn.Conv2d(hidden, hidden, 1), act,
+            nn.Conv2d(hidden, hidden, 1), act,
+            nn.Conv2d(hidden, hidden, 1), act,
+            nn.Conv2d(hidden, out_ch, 1),
+        )  # fmt: skip
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.body(maps)
+
+
+class SFTLayer(nn.Module):
+    """Spatial feature transform: ``feat * (1 + scale(cond)) + shift(cond)``."""
+
+    def __init__(self, nf: int = 64, cond_nf: int = 32):
+        super().__init__()
+        self.scale = nn.Sequential(
+            nn.Conv2d(cond_nf, cond_nf, 1), nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(cond_nf, nf, 1)
+        )
+        self.shift = nn.Sequential(
+            nn.Conv2d(cond_nf, cond_nf, 1), nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(cond_nf, nf, 1)
+        )
+
+    def forward(self, feat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # feat [B, nf, S, S], cond [B, cond_nf, S, S]
+        return feat * (1 + self.scale(cond)) + self.shift(cond)
+
+
+class ResBlockSFT(nn.Module):
+    """SFT -> conv -> ReLU -> SFT -> conv, plus identity."""
+
+    def __init__(self, nf: int = 64, cond_nf: int = 32):
+        super().__init__()
+        self.sft0 = SFTLayer(nf, cond_nf)
+        self.conv0 = nn.Conv2d(nf, nf, 3, padding=1)
+        self.sft1 = SFTLayer(nf, cond_nf)
+        self.conv1 = nn.Conv2d(nf, nf, 3, padding=1)
+
+    def forward(self, feat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.conv0(self.sft0(feat, cond)))
+        out = self.conv1(self.sft1(out, cond))
+        return feat + out
+
+
+class ResBlock(nn.Module):
+    """conv -> ReLU -> conv, plus identity (no condition)."""
+
+    def __init__(self, nf: int = 64):
+        super().__init__()
+        self.conv0 = nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv1 = nn.Conv2d(nf, nf, 3, padding=1)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return feat + self.conv1(torch.relu(self.conv0(feat)))
+
+
+class HeatmapHead(nn.Module):
+    """Image stem and 1-channel sigmoid output shared by both generators."""
+
+    def __init__(self, in_ch: int = 3, nf: int = 64):
+        super().__init__()
+        self.stem = nn.Conv2d(in_ch, nf, 3, padding=1)
+        self.trunk_out = nn.Conv2d(nf, nf, 3, padding=1)
+        self.out = nn.Sequential(
+            nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, 1, 3, padding=1)
+        )
+
+    def finish(self, stem_feat: torch.Tensor, trunk_feat: torch.Tensor) -> torch.Tensor:
+        # global skip around the residual trunk, then the 1-channel heatmap in [0, 1]
+        feat = stem_feat + self.trunk_out(trunk_feat)
+        return torch.sigmoid(self.out(feat))

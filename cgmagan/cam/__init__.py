@@ -1,0 +1,20 @@
+"""Grad-CAM at many layers and the CGMAs built from them."""
+
+from cgmagan.cam.cgma import cgma, cgma_positions
+from cgmagan.cam.gradcam import (
+    conv_layers,
+    is_zero_map,
+    multilayer_gradcam,
+    normalize_maps,
+    select_layers,
+)
+
+__all__ = [
+    "cgma",
+    "cgma_positions",
+    "conv_layers",
+    "is_zero_map",
+    "multilayer_gradcam",
+    "normalize_maps",
+    "select_layers",
+]

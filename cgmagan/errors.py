@@ -1,0 +1,9 @@
+"""Errors whose message alone tells the user what to do; the CLI prints them without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input or configuration: the message names what was looked for and what to change."""
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A dataset is missing or not in its published layout."""

@@ -1,0 +1,1 @@
+"""Agreement with the target Grad-CAM, and faithfulness to the classifier."""

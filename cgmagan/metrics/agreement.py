@@ -1,0 +1,65 @@
+"""Agreement of a heatmap with the target Grad-CAM, per image (maps [N, S, S] in [0, 1])."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _flat(m: torch.Tensor) -> torch.Tensor:
+    return m.float().flatten(1)
+
+
+def _dice(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    inter = (a * b).sum(1)
+    total = a.sum(1) + b.sum(1)
+    return torch.where(total > 0, 2 * inter / total.clamp_min(1e-12), torch.ones_like(total))
+
+
+def dice_at_threshold(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Sørensen–Dice of both maps binarised at ``threshold``; both empty counts as 1."""
+    return _dice((_flat(pred) >= threshold).float(), (_flat(target) >= threshold).float())
+
+
+def both_empty(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    return ((_flat(pred) >= threshold).sum(1) == 0) & ((_flat(target) >= threshold).sum(1) == 0)
+
+
+def top_area_mask(maps: torch.Tensor, area: float) -> torch.Tensor:
+    """Binary mask of each map's top ``area`` share of pixels (ties broken by position)."""
+    flat = _flat(maps)
+    k = max(1, int(round(area * flat.shape[1])))
+    idx = flat.topk(k, dim=1).indices
+    return torch.zeros_like(flat).scatter_(1, idx, 1.0).view_as(maps)
+
+
+def dice_matched_area(pred: torch.Tensor, target: torch.Tensor, area: float = 0.2) -> torch.Tensor:
+    """Dice with each map binarised at its own top ``area`` of pixels: immune to brightness."""
+    return _dice(_flat(top_area_mask(pred, area)), _flat(top_area_mask(target, area)))
+
+
+def soft_dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """2·Σpt / (Σp² + Σt²) on the raw maps: 1 for identical maps, 1 when both are all zero."""
+    p, t = _flat(pred), _flat(target)
+    denom = (p * p).sum(1) + (t * t).sum(1)
+    return torch.where(denom > 0, 2 * (p * t).sum(1) / denom.clamp_min(1e-12), torch.ones_like(denom))
+
+
+def pearson(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation over pixels; 0 where either map is constant."""
+    p, t = _flat(pred), _flat(target)
+    p, t = p - p.mean(1, keepdim=True), t - t.mean(1, keepdim=True)
+    denom = p.norm(dim=1) * t.norm(dim=1)
+    return torch.where(denom > 0, (p * t).sum(1) / denom.clamp_min(1e-12), torch.zeros_like(denom))
+
+
+def mean_absolute_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (_flat(pred) - _flat(target)).abs().mean(1)
+
+
+AGREEMENT_METRICS = {
+    "dice": dice_at_threshold,
+    "dice_matched_area": dice_matched_area,
+    "soft_dice": soft_dice,
+    "pearson": pearson,
+    "mae": mean_absolute_error,
+}

@@ -1,0 +1,75 @@
+"""Faithfulness of a heatmap to the classifier (Chattopadhyay et al. 2018; RISE deletion/insertion).
+
+All functions take images in pixel space [0, 1] (the classifier normalises internally) and maps
+at the image's resolution, [N, H, W] in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms.functional import gaussian_blur
+
+
+@torch.no_grad()
+def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    out = [
+        model(images[i : i + batch_size]).softmax(1).gather(1, classes[i : i + batch_size, None])[:, 0]
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def explanation_image(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """E = x ⊙ M, the map broadcast over channels."""
+    return images * maps[:, None]
+
+
+def relative_drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """r = (Y - O) / Y per image."""
+    return (y - o) / y.clamp_min(1e-12)
+
+
+def average_drop(y: torch.Tensor, o: torch.Tensor) -> float:
+    """100 · mean(max(0, Y - O) / Y)."""
+    return float(100 * relative_drop(y, o).clamp_min(0).mean())
+
+
+def increase_in_confidence(y: torch.Tensor, o: torch.Tensor) -> float:
+    """100 · mean(O > Y)."""
+    return float(100 * (o > y).float().mean())
+
+
+def win_percent(r_a: torch.Tensor, r_b: torch.Tensor) -> float:
+    """Win % of A over B: 100 · (#[r_A < r_B] + ½ #[r_A = r_B]) / N, so A's and B's sum to 100."""
+    return float(100 * ((r_a < r_b).float() + 0.5 * (r_a == r_b).float()).mean())
+
+
+@torch.no_grad()
+def deletion_insertion_auc(
+    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, steps: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (deletion AUC, insertion AUC) of the class probability (RISE, Petsiuk et al.).
+
+    Pixels are ranked by the map; deletion sets the top fraction to zero, insertion reveals it on a
+    blurred copy; ``steps`` + 1 points from 0 to 100 %, trapezoid rule over the fraction.
+    """
+    n, _, h, w = images.shape
+    order = maps.reshape(n, -1).argsort(1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, -1)).view(n, 1, h, w)
+    blurred = gaussian_blur(images, kernel_size=[2 * (h // 8) + 1] * 2)
+    deletion, insertion = [], []
+    for s in range(steps + 1):
+        shown = (rank < round(s / steps * h * w)).float()  # the top s/steps of pixels
+        deletion.append(class_probability(model, images * (1 - shown), classes))
+        insertion.append(class_probability(model, blurred * (1 - shown) + images * shown, classes))
+    x = torch.linspace(0, 1, steps + 1)
+    return torch.trapezoid(torch.stack(deletion, 1), x, dim=1), torch.trapezoid(torch.stack(insertion, 1), x, dim=1)
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N, S, S] -> [N, H, W] bilinear, clamped to [0, 1]."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)

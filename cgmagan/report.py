@@ -1,0 +1,78 @@
+"""Figures and tables a person would rather look at than read."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None):
+    """One row per image: the image, then each map as a jet overlay (presentation only)."""
+    n, names = len(images), list(columns)
+    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+    for i in range(n):
+        img = images[i].float().permute(1, 2, 0).clamp(0, 1).numpy()
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            ax.imshow(img)
+            maps = columns[name]
+            if maps is not None:
+                ax.imshow(maps[i].float().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+        if row_labels is not None:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """RGB pixels of a matplotlib figure (for loggers that take arrays)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+TABLE_COLUMNS = [
+    ("dice", "Dice@0.5", "{:.3f}"),
+    ("dice_matched_area", "Dice@20%", "{:.3f}"),
+    ("soft_dice", "soft Dice", "{:.3f}"),
+    ("pearson", "Pearson", "{:.3f}"),
+    ("mae", "MAE", "{:.3f}"),
+    ("average_drop", "Avg Drop %", "{:.1f}"),
+    ("average_drop_matched_area", "AD@20% %", "{:.1f}"),
+    ("increase_in_confidence", "Incr Conf %", "{:.1f}"),
+    ("win_vs_gradcam", "Win vs GC %", "{:.1f}"),
+    ("deletion_auc", "Del AUC↓", "{:.3f}"),
+    ("insertion_auc", "Ins AUC↑", "{:.3f}"),
+    ("pointing_game", "Pointing %", "{:.1f}"),
+    ("energy_in_mask", "Energy in mask %", "{:.1f}"),
+]
+
+
+def markdown_table(results: dict) -> str:
+    """One table per combination: a row per method, a column per metric present."""
+    lines = []
+    for combo in results["combinations"]:
+        flag = "  **FLAGGED: over 5 % all-zero targets, explanations are not meaningful**" if combo["flagged"] else ""
+        lines.append(
+            f"### {combo['dataset']} / {combo['backbone']} ({combo['kind']}) — classifier test accuracy "
+            f"{100 * combo['classifier_accuracy']:.1f} %, all-zero targets {100 * combo['zero_target_share']:.1f} %, "
+            f"n = {combo['n_test']}{flag}"
+        )
+        lines.append("")
+        present = [c for c in TABLE_COLUMNS if any(c[0] in m for m in combo["methods"].values())]
+        lines.append("| method | " + " | ".join(c[1] for c in present) + " |")
+        lines.append("|---|" + "---:|" * len(present))
+        for method, values in combo["methods"].items():
+            cells = [c[2].format(values[c[0]]) if values.get(c[0]) is not None else "–" for c in present]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The pipeline's stages: classifier, cgma, gan, evaluate."""

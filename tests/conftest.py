@@ -1,0 +1,38 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+
+
+def compose_config(tmp_path, overrides=()) -> DictConfig:
+    """The packaged config composed with Hydra's compose API, all paths inside ``tmp_path``."""
+    with initialize_config_module("cgmagan.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=False)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "out")
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        cfg.paths.data_dir = str(tmp_path / "data")
+    return cfg
+
+
+TINY = [
+    "combinations.train=[digits/small_vgg,shapes/small_resnet]",
+    "combinations.unseen=[shapes/small_mobilenet]",
+    "+dataset.fractions=[0.5,0.2,0.3]",
+    "classifier.max_epochs=1",
+    "classifier.bn_recalibration_batches=2",
+    "gan.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=1",
+    "evaluate.max_images=24",
+    "evaluate.auc_images=4",
+    "evaluate.deletion_steps=4",
+    "cgma.max_per_split=48",
+    "cgma.shard_size=16",
+    "logger=csv",
+]

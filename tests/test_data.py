@@ -1,0 +1,42 @@
+import numpy as np
+import torch
+
+from cgmagan.data.digits import DigitsDataModule
+from cgmagan.data.shapes import ShapesDataModule, render_scenes
+
+
+def test_shapes_are_deterministic_and_masks_match_the_objects():
+    a = render_scenes(20, 32, seed=5)
+    b = render_scenes(20, 32, seed=5)
+    c = render_scenes(20, 32, seed=6)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    images, labels, masks = a
+    assert images.shape == (20, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    assert set(labels.tolist()) <= {0, 1, 2, 3}
+    area = masks.mean((1, 2))
+    assert (area > 0.02).all() and (area < 0.5).all()
+
+
+def test_shapes_splits_are_fixed_and_carry_masks():
+    dm = ShapesDataModule(32, split_sizes=(30, 10, 12), seed=1)
+    dm.setup()
+    assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [30, 10, 12]
+    image, label, mask = dm.dataset("test")[0]
+    assert image.shape == (3, 32, 32) and mask.shape == (32, 32) and mask.dtype == torch.bool
+    again = ShapesDataModule(32, split_sizes=(30, 10, 12), seed=1)
+    again.setup()
+    assert torch.equal(again.dataset("test").images, dm.dataset("test").images)
+
+
+def test_digits_split_is_stratified_disjoint_and_deterministic():
+    dm = DigitsDataModule(32, seed=0)
+    dm.setup()
+    sizes = [len(dm.dataset(s)) for s in ("train", "val", "test")]
+    assert sum(sizes) == 1797 and sizes[0] > sizes[2] > sizes[1]
+    assert dm.dataset("train").images.shape[1:] == (1, 32, 32)
+    labels = dm.dataset("test").labels
+    assert torch.bincount(labels).min() >= 30  # every digit in the test split
+    again = DigitsDataModule(32, seed=0)
+    again.setup()
+    assert torch.equal(again.dataset("val").labels, dm.dataset("val").labels)

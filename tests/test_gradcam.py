@@ -1,0 +1,103 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cgmagan.backbones import build_backbone
+from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, select_layers
+
+
+def reference_gradcam(model, x, layer, target, size):
+    """Grad-CAM of one layer written out with autograd, independently of the library."""
+    acts = {}
+    handle = layer.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o.clone()))
+    logits = model(x)
+    handle.remove()
+    a = acts["a"]
+    grad = torch.autograd.grad(logits[torch.arange(len(x)), target].sum(), a)[0]
+    cam = F.relu((grad.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    out = []
+    for m in cam:
+        lo, hi = m.min(), m.max()
+        out.append(torch.zeros_like(m) if hi <= 0 or hi - lo <= 1e-5 * hi else (m - lo) / (hi - lo))
+    return torch.stack(out).detach()
+
+
+class InplaceVGG(nn.Module):
+    """conv -> ReLU(inplace) as in torchvision's VGG: the conv output is overwritten in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True),
+        )  # fmt: skip
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("name", ["small_vgg", "small_resnet", "small_mobilenet"])
+def test_every_layer_matches_an_independent_autograd_computation(name):
+    model = build_backbone(name, 3, 4).eval()
+    x = torch.rand(3, 3, 32, 32)
+    layers = select_layers(model, x)
+    cams, logits = multilayer_gradcam(model, x, layers, size=16)
+    target = logits.argmax(1)
+    assert cams.shape == (3, len(layers), 16, 16)
+    for i, (_, layer) in enumerate(layers):
+        expected = reference_gradcam(model, x, layer, target, 16)
+        torch.testing.assert_close(cams[:, i], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_multilayer_equals_each_layer_separately_and_honours_target():
+    model = build_backbone("small_resnet", 3, 4).eval()
+    x = torch.rand(2, 3, 32, 32)
+    layers = select_layers(model, x)
+    together, _ = multilayer_gradcam(model, x, layers, target=2, size=32)
+    for i, layer in enumerate(layers):
+        alone, _ = multilayer_gradcam(model, x, [layer], target=2, size=32)
+        torch.testing.assert_close(together[:, i], alone[:, 0])
+    other, _ = multilayer_gradcam(model, x, layers, target=0, size=32)
+    assert not torch.allclose(together, other)
+
+
+def test_inplace_relu_after_conv_does_not_change_the_map():
+    torch.manual_seed(3)
+    model = InplaceVGG().eval()
+    x = torch.rand(4, 3, 16, 16)
+    layers = conv_layers(model, x)
+    cams, logits = multilayer_gradcam(model, x, layers, size=16)
+    for i, (_, layer) in enumerate(layers):
+        # the reference takes a clone before the in-place ReLU runs: the pre-activation map
+        torch.testing.assert_close(cams[:, i], reference_gradcam(model, x, layer, logits.argmax(1), 16), atol=1e-5, rtol=1e-4)
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU)), "inplace flags must be restored"
+
+
+def test_conv_layers_forward_order_and_skips_1x1_outputs():
+    model = build_backbone("mobilenet_v3_small", 3, 4).eval()
+    x = torch.rand(1, 3, 64, 64)
+    every = conv_layers(model, x, min_size=0)
+    kept = conv_layers(model, x)
+    assert len(kept) < len(every)  # the squeeze-excitation convs (1x1 output) are dropped
+    assert all("fc" in n for n, _ in every if (n, _) not in kept)
+    # forward order: torchvision registers features in execution order
+    assert [n for n, _ in every] == [n for n, _ in conv_layers(model)]
+
+
+def test_too_small_input_for_the_target_layer_is_an_error():
+    model = build_backbone("resnet18", 3, 4).eval()
+    with pytest.raises(ValueError, match="at least 4x4"):
+        select_layers(model, torch.rand(1, 3, 32, 32))
+    assert len(select_layers(model, torch.rand(1, 3, 128, 128))) == 20
+
+
+def test_constant_maps_become_zero_and_others_span_zero_to_one():
+    maps = torch.stack([torch.full((4, 4), 3.0), torch.zeros(4, 4), torch.arange(16.0).view(4, 4)])
+    maps[0, 0, 0] += 1e-6  # within 1e-5 relative: still constant
+    out = normalize_maps(maps)
+    assert out[0].abs().sum() == 0 and out[1].abs().sum() == 0
+    assert out[2].min() == 0 and out[2].max() == 1

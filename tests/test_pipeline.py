@@ -1,0 +1,45 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cgmagan.pipeline import run_experiment
+from tests.conftest import TINY, compose_config
+
+METRICS = ("dice", "soft_dice", "average_drop", "increase_in_confidence", "win_vs_gradcam")
+METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gaussian")
+
+
+@pytest.mark.parametrize("conditioning", ["lsft", "gsft"])
+def test_tiny_end_to_end_run_writes_finite_results(tmp_path, conditioning):
+    cfg = compose_config(tmp_path, [*TINY, f"conditioning={conditioning}"])
+    results = run_experiment(cfg)
+    out = Path(cfg.paths.output_dir)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["combinations"] == results["combinations"]
+    assert (out / "results.md").read_text().count("| gan |") == 3
+    assert (out / "overlays.png").stat().st_size > 10_000
+    kinds = [(c["dataset"], c["backbone"], c["seen"], c["kind"]) for c in results["combinations"]]
+    assert kinds == [("digits", "small_vgg", True, "seen"), ("shapes", "small_resnet", True, "seen"),
+                     ("shapes", "small_mobilenet", False, "unseen_backbone")]  # fmt: skip
+    for combo in results["combinations"]:
+        assert 0 <= combo["classifier_accuracy"] <= 1 and 0 <= combo["zero_target_share"] <= 1
+        for method in METHODS:
+            for metric in METRICS:
+                value = combo["methods"][method][metric]
+                assert math.isfinite(value), (combo["dataset"], method, metric)
+        gradcam = combo["methods"]["gradcam"]
+        assert gradcam["win_vs_gradcam"] == 50.0 and gradcam["dice"] == 1.0
+        assert "pointing_game" in combo["methods"]["gan"] or combo["dataset"] == "digits"
+
+
+def test_second_run_reuses_classifiers_and_cgma_cache(tmp_path):
+    cfg = compose_config(tmp_path, TINY)
+    run_experiment(cfg)
+    cache = Path(cfg.paths.cache_dir)
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    again = compose_config(tmp_path, TINY)
+    run_experiment(again)
+    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    assert after == stamps  # nothing retrained, nothing recomputed
