@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from cgmagan.errors import UserError
 from cgmagan.pipeline import run_experiment
+
+log = logging.getLogger("cgmagan")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    results = run_experiment(cfg)
+    try:
+        results = run_experiment(cfg)
+    except UserError as err:  # the message says what to do; a traceback would only bury it
+        log.error("%s", err)
+        sys.exit(2)
     # the GAN's mean Dice over training combinations: what a sweeper optimises
     seen = [c["methods"]["gan"]["dice"] for c in results["combinations"] if c["seen"]]
     return sum(seen) / len(seen) if seen else None

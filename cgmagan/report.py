@@ -61,7 +61,10 @@ def markdown_table(results: dict) -> str:
     """One table per combination: a row per method, a column per metric present."""
     lines = []
     for combo in results["combinations"]:
-        flag = "  **FLAGGED: over 5 % all-zero targets, explanations are not meaningful**" if combo["flagged"] else ""
+        flag = ""
+        if combo["flagged"]:
+            why = "classifier near chance" if combo["near_chance"] else "over 5 % all-zero targets"
+            flag = f"  **FLAGGED: {why}; these explanations mean little**"
         lines.append(
             f"### {combo['dataset']} / {combo['backbone']} ({combo['kind']}) — classifier test accuracy "
             f"{100 * combo['classifier_accuracy']:.1f} %, all-zero targets {100 * combo['zero_target_share']:.1f} %, "

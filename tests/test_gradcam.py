@@ -10,7 +10,12 @@ from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, select_
 def reference_gradcam(model, x, layer, target, size):
     """Grad-CAM of one layer written out with autograd, independently of the library."""
     acts = {}
-    handle = layer.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o.clone()))
+
+    def keep(_module, _inputs, output):
+        acts["a"] = output  # the layer's own output; the rest of the net runs on a copy,
+        return output.clone()  # so an in-place ReLU downstream cannot overwrite it
+
+    handle = layer.register_forward_hook(keep)
     logits = model(x)
     handle.remove()
     a = acts["a"]

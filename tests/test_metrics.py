@@ -59,7 +59,8 @@ class Brightness(nn.Module):
 
 
 def test_deletion_and_insertion_reward_the_right_ranking():
-    x = torch.ones(2, 3, 8, 8)
+    x = torch.zeros(2, 3, 8, 8)
+    x[:, :, :4, :4] = 1  # the evidence; blurring spreads it out
     good = torch.zeros(2, 8, 8)
     good[:, :4, :4] = 1  # points at what the model uses
     bad = 1 - good

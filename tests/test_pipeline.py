@@ -43,3 +43,29 @@ def test_second_run_reuses_classifiers_and_cgma_cache(tmp_path):
     run_experiment(again)
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
     assert after == stamps  # nothing retrained, nothing recomputed
+
+
+def test_food11_fixture_tree_end_to_end(tmp_path):
+    from tests import fixtures
+
+    fixtures.food11_flat(tmp_path / "data" / "food11")
+    cfg = compose_config(
+        tmp_path,
+        ["+experiment=lsft_food_resnet", "backbone=small_resnet", "dataset.input_size=32", "dataset.num_workers=0",
+         "gan=small", "trainer=cpu", "trainer.fast_dev_run=true", "evaluate.auc_images=2", "evaluate.deletion_steps=2"],
+    )  # fmt: skip
+    results = run_experiment(cfg)
+    (combo,) = results["combinations"]
+    assert (combo["dataset"], combo["backbone"], combo["n_test"]) == ("food11", "small_resnet", 22)
+    assert combo["near_chance"] and combo["flagged"]  # one training batch on noise: flagged, not hidden
+    assert math.isfinite(combo["methods"]["gan"]["average_drop"])
+    assert (Path(cfg.paths.output_dir) / "results.json").is_file()
+
+
+def test_missing_dataset_fails_before_any_training(tmp_path):
+    from cgmagan.errors import DatasetNotFoundError
+
+    cfg = compose_config(tmp_path, ["+experiment=lsft_food_resnet"])
+    with pytest.raises(DatasetNotFoundError, match="food11"):
+        run_experiment(cfg)
+    assert not (tmp_path / "cache").exists()

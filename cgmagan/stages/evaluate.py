@@ -107,6 +107,7 @@ def evaluate_combination(
     zero = sum(dm.manifests[(combo.name, s)]["zero_targets"] for s in ("train", "val", "test"))
     total = sum(dm.manifests[(combo.name, s)]["count"] for s in ("train", "val", "test"))
     share = zero / max(1, total)
+    chance = 1 / dm.sources[combo.name].data.num_classes
     entry = {
         "dataset": combo.dataset,
         "backbone": combo.backbone,
@@ -114,12 +115,14 @@ def evaluate_combination(
         "kind": combo.kind,
         "classifier_accuracy": accuracy,
         "zero_target_share": share,
-        "flagged": share > ZERO_TARGET_FLAG,
+        "near_chance": accuracy < 2 * chance,
+        "flagged": share > ZERO_TARGET_FLAG or accuracy < 2 * chance,
         "n_test": n,
         "n_auc": n_auc,
         "num_layers": dm.manifests[(combo.name, "test")]["num_layers"],
         "methods": results,
     }
     if entry["flagged"]:
-        log.warning("%s: %.1f %% of targets are all-zero; its explanations mean little", combo.name, 100 * share)
+        log.warning("%s: classifier accuracy %.1f %% (chance %.1f %%), %.1f %% all-zero targets: its explanations "
+                    "mean little", combo.name, 100 * accuracy, 100 * chance, 100 * share)  # fmt: skip
     return entry, {"image": images, **methods}
