@@ -53,7 +53,7 @@ def build_data(combos: list[Combination]) -> dict[str, pl.LightningDataModule]:
     return modules
 
 
-def train_gan(cfg: DictConfig, dm: CGMADataModule) -> CGMAGAN:
+def train_gan(cfg: DictConfig, dm: CGMADataModule) -> tuple[CGMAGAN, pl.Trainer]:
     gan = CGMAGAN(
         generator=instantiate(cfg.conditioning.generator),
         discriminator=instantiate(cfg.gan.discriminator),
@@ -72,7 +72,7 @@ def train_gan(cfg: DictConfig, dm: CGMADataModule) -> CGMAGAN:
     if best:
         log.info("GAN: using the best checkpoint %s", best)
         gan.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
-    return gan
+    return gan, trainer
 
 
 def write_outputs(results: dict, figures: dict, out: Path) -> str:
@@ -108,10 +108,10 @@ def run_experiment(cfg: DictConfig) -> dict:
                for c in combos]  # fmt: skip
     cgma_dm = CGMADataModule(sources, [c.name for c in train], cfg.cgma, cfg.paths.cache_dir,
                              batch_size=cfg.gan.batch_size, num_workers=cfg.gan.num_workers)  # fmt: skip
-    cgma_dm.prepare_data()
-    cgma_dm.setup()
-
-    gan = train_gan(cfg, cgma_dm)
+    # trainer.fit runs the datamodule's prepare_data / setup: under DDP each rank computes its shards
+    gan, trainer = train_gan(cfg, cgma_dm)
+    if not trainer.is_global_zero:
+        return {}
 
     mean_target = mean_training_target(cgma_dm)
     entries, figures = [], {}

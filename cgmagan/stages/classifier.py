@@ -105,6 +105,8 @@ def train_or_load_classifier(combo: Combination, dm: ClassificationDataModule, c
         trainer = instantiate(
             cfg.trainer,
             max_epochs=cfg.classifier.max_epochs,
+            devices=1,  # one process: classifiers are small next to the GAN, and the cache lock stays simple
+            strategy="auto",
             logger=CSVLogger(cfg.paths.output_dir, name="classifiers", version=f"{combo.dataset}-{combo.backbone}"),
             callbacks=[],
             enable_checkpointing=False,

@@ -1,0 +1,1 @@
+"""Data modules: embedded datasets, the paper's datasets and the CGMA cache."""

@@ -1,0 +1,89 @@
+"""What every classification data module offers the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class TensorImageDataset(Dataset):
+    """In-memory images in [0, 1] ([N, C, H, W] float), labels, optional object masks."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None = None):
+        self.images, self.labels, self.masks = images, labels, masks
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        if self.masks is None:
+            return self.images[i], int(self.labels[i])
+        return self.images[i], int(self.labels[i]), self.masks[i]
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
+    """Deterministic train/val/test index arrays with each class split by ``fractions``."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[], [], []]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_train = int(round(fractions[0] * len(idx)))
+        n_val = int(round(fractions[1] * len(idx)))
+        parts[0] += idx[:n_train].tolist()
+        parts[1] += idx[n_train : n_train + n_val].tolist()
+        parts[2] += idx[n_train + n_val :].tolist()
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Base: subclasses fill ``self.splits`` (train/val/test datasets of [0, 1] images).
+
+    Images reach the classifier un-normalised; the classifier normalises with ``mean``/``std``
+    itself, so explanations can multiply maps with images in pixel space.
+    """
+
+    name: str = ""
+    class_names: list[str] = []
+    channels: int = 3
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    has_masks: bool = False
+
+    def __init__(self, input_size: int, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.splits: dict[str, Dataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def dataset(self, split: str) -> Dataset:
+        if not self.splits:
+            self.setup()
+        return self.splits[split]
+
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size or self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")

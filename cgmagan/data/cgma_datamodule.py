@@ -1,0 +1,197 @@
+"""Stage cgma: precompute CGMAs and targets for every combination, cache them, serve them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
+from cgmagan.data.base import ClassificationDataModule
+from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
+from cgmagan.utils import digest, locked
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class CGMASource:
+    """One combination to explain: its classifier (eval mode) and its data."""
+
+    name: str
+    classifier: nn.Module
+    data: ClassificationDataModule
+    classifier_sha256: str
+
+
+def to_rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+
+
+class ShardComputer:
+    """Computes one shard's arrays: one forward and one backward pass per batch."""
+
+    def __init__(self, source: CGMASource, split: str, cfg):
+        self.model = source.classifier
+        self.dataset = source.data.dataset(split)
+        self.cfg = cfg
+        probe = self.dataset[0][0].unsqueeze(0)
+        self.layers = select_layers(self.model, probe)
+        if len(self.layers) < 2:
+            raise ValueError(f"{source.name}: the classifier has {len(self.layers)} usable conv layers; CGMAs need 2+")
+
+    def __call__(self, rows: range) -> dict[str, np.ndarray]:
+        loader = DataLoader(Subset(self.dataset, list(rows)), batch_size=self.cfg.batch_size, shuffle=False)
+        out: dict[str, list[np.ndarray]] = {}
+        size = self.cfg.map_size
+        for batch in loader:
+            x, y = batch[0], batch[1]
+            cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
+            probs = logits.softmax(1)
+            arrays = {
+                "image": F.interpolate(to_rgb(x), size=size, mode="bilinear", align_corners=False).clamp(0, 1),
+                "cgma": cgma(cams, self.cfg.k, self.cfg.order, self.cfg.exclude_target_layer),
+                "target": cams[:, -1],
+                "penultimate": cams[:, -2],
+                "label": y,
+                "pred": logits.argmax(1),
+                "prob": probs.max(1).values,
+            }
+            if len(batch) > 2:
+                mask = F.interpolate(batch[2][:, None].float(), size=size, mode="nearest")[:, 0]
+                arrays["mask"] = mask.to(torch.uint8)
+            for name, t in arrays.items():
+                t = t.detach()
+                if t.is_floating_point() and name != "prob":
+                    t = t.half()
+                out.setdefault(name, []).append(t.numpy())
+        return {n: np.concatenate(v) for n, v in out.items()}
+
+
+class CGMADataset(Dataset):
+    """Items ``{image, cgma, target}`` as float32 tensors from one memory-mapped cache."""
+
+    FIELDS = ("image", "cgma", "target")
+
+    def __init__(self, arrays: dict[str, ShardedArrays]):
+        self.arrays = {n: arrays[n] for n in self.FIELDS}
+
+    def __len__(self) -> int:
+        return len(self.arrays["target"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {n: torch.from_numpy(np.asarray(a[i], dtype=np.float32)) for n, a in self.arrays.items()}
+
+
+class CGMADataModule(pl.LightningDataModule):
+    """``prepare_data`` precomputes (once, under a file lock); ``setup`` reads the cache.
+
+    Training and validation batches pool the train/val splits of the training combinations;
+    :meth:`arrays` gives any combination's split for evaluation.
+    """
+
+    def __init__(self, sources: list[CGMASource], train_names: list[str], cgma_cfg, cache_dir: str,
+                 batch_size: int = 32, num_workers: int = 0):  # fmt: skip
+        super().__init__()
+        self.sources = {s.name: s for s in sources}
+        self.train_names = list(train_names)
+        self.cfg = cgma_cfg
+        self.cache_dir = Path(cache_dir)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.manifests: dict[tuple[str, str], dict] = {}
+
+    def store(self, name: str, split: str) -> CGMAStore:
+        source = self.sources[name]
+        count = len(source.data.dataset(split))
+        if self.cfg.max_per_split:
+            count = min(count, int(self.cfg.max_per_split))
+        settings = {k: self.cfg[k] for k in ("k", "order", "exclude_target_layer", "map_size")}
+        key = digest({"classifier": source.classifier_sha256, "split": split, "count": count, "cgma": settings})
+        folder = self.cache_dir / "cgma" / f"{name.replace('/', '-')}-{split}-{key}"
+        return CGMAStore(folder, key, count, int(self.cfg.shard_size))
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _fill(self, name: str, split: str, store: CGMAStore, shards=None) -> None:
+        todo = store.missing_shards(shards)
+        if not todo:
+            return
+        computer = ShardComputer(self.sources[name], split, self.cfg)
+        with tqdm(total=sum(len(store.shard_range(i)) for i in todo), desc=f"CGMA {name} {split}", unit="img",
+                  leave=False) as bar:  # fmt: skip
+            store.fill(computer, shards=todo, progress=bar.update)
+
+    def _finalize(self, name: str, split: str, store: CGMAStore) -> dict:
+        arrays = store.load(["target"])
+        zero = int(sum(is_zero_map(torch.from_numpy(np.asarray(p, np.float32))).sum() for p in arrays["target"].parts))
+        layers = [n for n, _ in ShardComputer(self.sources[name], split, self.cfg).layers]
+        manifest = store.finalize(
+            {"combination": name, "split": split, "zero_targets": zero, "num_layers": len(layers), "layers": layers}
+        )
+        log.info("CGMA cache %s %s: %d maps, %d all-zero targets, %s", name, split, store.count, zero, store.root)
+        return manifest
+
+    def _ensure(self, name: str, split: str) -> dict:
+        """Complete, verified cache for one combination and split (single process, file-locked)."""
+        store = self.store(name, split)
+        with locked(store.root):
+            manifest = store.manifest()
+            if manifest is not None and not store.missing_shards():
+                return manifest
+            self._fill(name, split, store)
+            return self._finalize(name, split, store)
+
+    def prepare_data(self) -> None:
+        if self._world()[1] > 1:
+            return  # under DDP every rank computes its share in setup()
+        for name in self.sources:
+            for split in SPLITS:
+                self.manifests[(name, split)] = self._ensure(name, split)
+
+    def setup(self, stage: str | None = None) -> None:
+        rank, world = self._world()
+        if world > 1 and not self.manifests:
+            # rank r computes shards r, r + world, ...; rank 0 verifies them all and writes manifests
+            pending = [(n, s) for n in self.sources for s in SPLITS if self.store(n, s).manifest() is None]
+            for name, split in pending:
+                store = self.store(name, split)
+                self._fill(name, split, store, shards=range(rank, store.num_shards, world))
+            self.trainer.strategy.barrier("cgma-shards")
+            if rank == 0:
+                for name, split in pending:
+                    self._finalize(name, split, self.store(name, split))
+            self.trainer.strategy.barrier("cgma-manifests")
+        for name in self.sources:
+            for split in SPLITS:
+                if (name, split) not in self.manifests:
+                    self.manifests[(name, split)] = self._ensure(name, split)
+
+    def zero_target_share(self, name: str, split: str = "test") -> float:
+        m = self.manifests[(name, split)]
+        return m["zero_targets"] / max(1, m["count"])
+
+    def arrays(self, name: str, split: str) -> dict[str, ShardedArrays]:
+        return self.store(name, split).load()
+
+    def _pooled(self, split: str) -> ConcatDataset:
+        return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self._pooled("train"), batch_size=self.batch_size, shuffle=True, drop_last=False,
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self._pooled("val"), batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,0 +1,161 @@
+"""On-disk CGMA cache: fixed-size shards of float16 arrays, memory-mapped on read.
+
+Layout of one cache (one dataset split explained by one classifier checkpoint)::
+
+    <cache_dir>/cgma/<dataset>-<backbone>-<split>-<key>/
+        manifest.json          written last: key, versions, count, fields, per-shard checksums
+        shard-00000/           renamed into place only when complete
+            meta.json          count, sha256 per array file
+            image.npy cgma.npy target.npy penultimate.npy label.npy pred.npy prob.npy [mask.npy]
+
+A killed run leaves only complete shards behind and resumes from them; a shard whose bytes no
+longer match its checksums is reported and recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cgmagan.utils import atomic_dir, file_sha256, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class CGMAStore:
+    def __init__(self, root: Path, key: str, count: int, shard_size: int):
+        self.root, self.key, self.count, self.shard_size = Path(root), key, count, shard_size
+
+    @property
+    def num_shards(self) -> int:
+        return max(1, -(-self.count // self.shard_size))
+
+    def shard_range(self, i: int) -> range:
+        return range(i * self.shard_size, min(self.count, (i + 1) * self.shard_size))
+
+    def shard_dir(self, i: int) -> Path:
+        return self.root / f"shard-{i:05d}"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def _shard_ok(self, i: int) -> bool:
+        """True when shard ``i`` exists and every file matches its recorded checksum."""
+        folder = self.shard_dir(i)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            return False
+        try:
+            meta = json.loads(meta_path.read_text())
+            ok = meta["count"] == len(self.shard_range(i)) and all(
+                file_sha256(folder / name) == sha for name, sha in meta["sha256"].items()
+            )
+        except (OSError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            log.warning("CGMA cache shard %s is damaged or stale (checksum mismatch); recomputing it", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        return ok
+
+    def missing_shards(self, shards: Iterable[int] | None = None) -> list[int]:
+        shards = range(self.num_shards) if shards is None else shards
+        return [i for i in shards if not (self.shard_dir(i).is_dir() and self._shard_ok(i))]
+
+    def write_shard(self, i: int, arrays: dict[str, np.ndarray]) -> None:
+        with atomic_dir(self.shard_dir(i)) as tmp:
+            for name, arr in arrays.items():
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
+            sha = {f"{n}.npy": file_sha256(tmp / f"{n}.npy") for n in arrays}
+            write_json_atomic(tmp / "meta.json", {"count": len(self.shard_range(i)), "sha256": sha})
+
+    def fill(
+        self,
+        compute: Callable[[range], dict[str, np.ndarray]],
+        shards: Iterable[int] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Compute and write every missing shard among ``shards`` (all by default)."""
+        for i in self.missing_shards(shards):
+            self.write_shard(i, compute(self.shard_range(i)))
+            if progress is not None:
+                progress(len(self.shard_range(i)))
+
+    def finalize(self, info: dict) -> dict:
+        """Write the manifest once every shard is present and verified."""
+        missing = self.missing_shards()
+        if missing:
+            raise RuntimeError(f"CGMA cache {self.root} is missing shards {missing}")
+        shards = [json.loads((self.shard_dir(i) / "meta.json").read_text()) for i in range(self.num_shards)]
+        manifest = {
+            "format": FORMAT_VERSION,
+            "key": self.key,
+            "count": self.count,
+            "shard_size": self.shard_size,
+            "shards": [s["sha256"] for s in shards],
+            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+            **info,
+        }
+        write_json_atomic(self.manifest_path, manifest)
+        return manifest
+
+    def manifest(self) -> dict | None:
+        """The manifest when the cache is complete and matches this key, else None."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except ValueError:
+            return None
+        if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != self.key:
+            return None
+        return manifest
+
+    def load(self, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Memory-mapped arrays of every shard, per field (a list of per-shard arrays joined
+        lazily by :class:`ShardedArrays`)."""
+        names = fields or [p.stem for p in sorted(self.shard_dir(0).glob("*.npy"))]
+        return {
+            n: ShardedArrays([np.load(self.shard_dir(i) / f"{n}.npy", mmap_mode="r") for i in range(self.num_shards)])
+            for n in names
+        }
+
+
+class ShardedArrays:
+    """Row-indexable view over per-shard memory maps of equal row size (but the last)."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self),) + tuple(self.parts[0].shape[1:])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        s = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[s][i - self.offsets[s]]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as one in-memory array."""
+        out = []
+        for s, part in enumerate(self.parts):
+            lo, hi = max(start, self.offsets[s]), min(stop, self.offsets[s + 1])
+            if lo < hi:
+                out.append(np.asarray(part[lo - self.offsets[s] : hi - self.offsets[s]]))
+        return np.concatenate(out) if out else np.empty((0,) + self.shape[1:], self.parts[0].dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.rows(0, len(self))
+        return arr if dtype is None else arr.astype(dtype)

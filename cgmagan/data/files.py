@@ -1,0 +1,116 @@
+"""Datasets stored as image files, read in any size, mode (L, RGB, RGBA, P, CMYK) and format."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from cgmagan.data.base import ClassificationDataModule, stratified_split
+from cgmagan.errors import DatasetNotFoundError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """[channels, size, size] float in [0, 1]; transparency is composited on black."""
+    with Image.open(path) as img:
+        img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "RGBA") else img
+        img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).view(size, size, channels).permute(2, 0, 1).contiguous()
+
+
+def readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:  # PIL raises many kinds for damaged files  # noqa: BLE001
+        return False
+
+
+class ImageFileDataset(Dataset):
+    def __init__(self, items: list[tuple[Path, int]], channels: int, size: int):
+        self.items, self.channels, self.size = items, channels, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        path, label = self.items[i]
+        return load_image(path, self.channels, self.size), label
+
+
+def describe_folder(folder: Path, limit: int = 8) -> str:
+    """What is actually at ``folder``, for error messages."""
+    if not folder.exists():
+        return f"{folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not entries:
+        return f"{folder} is empty"
+    more = f" … and {len(entries) - limit} more" if len(entries) > limit else ""
+    return f"{folder} holds: {', '.join(entries[:limit])}{more}"
+
+
+def not_found(title: str, root: Path, layout: str, looked_at: Path | None = None) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{title} was not found in its published layout under {root}.\n"
+        f"Expected layout:\n{layout}\n"
+        f"Found instead: {describe_folder(looked_at or root)}.\n"
+        f"Put the dataset there, or point paths.data_dir (or dataset.root) at the folder that holds it."
+    )
+
+
+class FileDataModule(ClassificationDataModule):
+    """Base for file datasets: subclasses return ``{split: [(path, label)]}`` from :meth:`index`
+    (with ``None`` for splits to carve from ``train`` deterministically)."""
+
+    title: str = ""
+    layout: str = ""
+
+    def __init__(self, root: str, input_size: int, fractions=(0.8, 0.1, 0.1), **kwargs):
+        super().__init__(input_size, **kwargs)
+        self.root = Path(root).expanduser()
+        self.fractions = tuple(fractions)
+        self.skipped: list[Path] = []
+
+    def index(self) -> dict[str, list[tuple[Path, int]] | None]:
+        raise NotImplementedError
+
+    def _split_missing(self, index: dict) -> dict[str, list[tuple[Path, int]]]:
+        if index.get("val") is not None and index.get("test") is not None:
+            return index
+        items = index["train"]
+        labels = np.array([y for _, y in items])
+        if index.get("test") is None:  # no official test split: train/val/test from the seed
+            parts = stratified_split(labels, self.fractions, self.seed)
+            return {s: [items[i] for i in p] for s, p in zip(("train", "val", "test"), parts)}
+        # an official test split but no validation split: carve val from train
+        f_val = self.fractions[1] / (self.fractions[0] + self.fractions[1])
+        train_idx, val_idx, _ = stratified_split(labels, (1 - f_val, f_val, 0.0), self.seed)
+        return {"train": [items[i] for i in train_idx], "val": [items[i] for i in val_idx], "test": index["test"]}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        index = self._split_missing(self.index())
+        for split, items in index.items():
+            ok = [readable(p) for p, _ in tqdm(items, desc=f"checking {self.name} {split} images", leave=False)]
+            good = [it for it, fine in zip(items, ok) if fine]
+            bad = [p for (p, _), fine in zip(items, ok) if not fine]
+            if bad:
+                self.skipped += bad
+                log.warning("%s %s: skipped %d unreadable image(s), e.g. %s", self.name, split, len(bad), bad[0])
+            if not good:
+                raise not_found(self.title, self.root, self.layout)
+            self.splits[split] = ImageFileDataset(good, self.channels, self.input_size)

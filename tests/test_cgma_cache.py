@@ -1,0 +1,89 @@
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+
+from tests.cache_helpers import OneStep, make_datamodule, tree_bytes
+
+SLOW_PRECOMPUTE = """
+import sys, time
+from cgmagan.data import cgma_datamodule as cd
+from tests.cache_helpers import make_datamodule
+compute = cd.ShardComputer.__call__
+def slow(self, rows):
+    out = compute(self, rows)
+    time.sleep(0.4)
+    return out
+cd.ShardComputer.__call__ = slow
+make_datamodule(sys.argv[1]).prepare_data()
+"""
+
+
+def split_dir(cache: Path, split: str) -> Path:
+    return next(p for p in cache.glob(f"cgma/*-{split}-*") if p.is_dir())
+
+
+def complete(cache: Path) -> dict[str, bytes]:
+    dm = make_datamodule(str(cache))
+    dm.prepare_data()
+    assert len(dm.manifests) == 3
+    return tree_bytes(cache)
+
+
+def test_same_inputs_give_identical_bytes(tmp_path):
+    first, second = complete(tmp_path / "a"), complete(tmp_path / "b")
+    assert first == second
+    assert sum(name.endswith("cgma.npy") for name in first) == 8 + 2 + 2  # 64/8 + 16/8 + 16/8 shards
+    cgmas = np.load(tmp_path / "a" / next(n for n in first if n.endswith("cgma.npy")), mmap_mode="r")
+    assert cgmas.dtype == np.float16 and cgmas.shape == (8, 4, 16, 16)
+
+
+def test_killed_precompute_resumes_to_identical_bytes(tmp_path):
+    reference = complete(tmp_path / "reference")
+    cache = tmp_path / "killed"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PRECOMPUTE, str(cache)], cwd=root)
+    deadline = time.time() + 120
+    while not list(cache.glob("cgma/*-train-*/shard-00002/meta.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    train = split_dir(cache, "train")
+    assert not (train / "manifest.json").exists(), "the kill must land mid-way"
+    kept = sorted(p.name for p in train.glob("shard-*"))
+    assert 3 <= len(kept) < 8
+    assert complete(cache) == reference
+
+
+def test_flipped_byte_is_detected_and_recomputed(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    reference = complete(cache)
+    victim = split_dir(cache, "train") / "shard-00001" / "cgma.npy"
+    data = bytearray(victim.read_bytes())
+    data[-7] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert complete(cache) == reference
+    assert any("shard-00001" in r.message and "damaged" in r.message for r in caplog.records)
+
+
+def test_truncated_shard_is_detected_and_recomputed(tmp_path):
+    cache = tmp_path / "cache"
+    reference = complete(cache)
+    victim = split_dir(cache, "val") / "shard-00000" / "target.npy"
+    victim.write_bytes(victim.read_bytes()[:100])
+    assert complete(cache) == reference
+
+
+def test_two_process_ddp_precompute_equals_single_process(tmp_path):
+    reference = complete(tmp_path / "single")
+    dm = make_datamodule(str(tmp_path / "ddp"))
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer.fit(OneStep(), datamodule=dm)
+    assert tree_bytes(tmp_path / "ddp") == reference
