@@ -94,7 +94,9 @@ class CGMADataset(Dataset):
 
 
 class CGMADataModule(pl.LightningDataModule):
-    """``prepare_data`` precomputes (once, under a file lock); ``setup`` reads the cache.
+    """``prepare_data`` precomputes (once, under a file lock); ``setup`` reads the cache. Under
+    DDP, ``setup`` precomputes instead: rank r takes shards r, r + world, ... and rank 0 verifies
+    them and writes the manifests, so the bytes equal a single-process run.
 
     Training and validation batches pool the train/val splits of the training combinations;
     :meth:`arrays` gives any combination's split for evaluation.

@@ -120,8 +120,7 @@ class CGMAStore:
         return manifest
 
     def load(self, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """Memory-mapped arrays of every shard, per field (a list of per-shard arrays joined
-        lazily by :class:`ShardedArrays`)."""
+        """Memory-mapped arrays of every shard, per field, joined lazily by :class:`ShardedArrays`."""
         names = fields or [p.stem for p in sorted(self.shard_dir(0).glob("*.npy"))]
         return {
             n: ShardedArrays([np.load(self.shard_dir(i) / f"{n}.npy", mmap_mode="r") for i in range(self.num_shards)])
@@ -155,7 +154,3 @@ class ShardedArrays:
             if lo < hi:
                 out.append(np.asarray(part[lo - self.offsets[s] : hi - self.offsets[s]]))
         return np.concatenate(out) if out else np.empty((0,) + self.shape[1:], self.parts[0].dtype)
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.rows(0, len(self))
-        return arr if dtype is None else arr.astype(dtype)

@@ -64,7 +64,7 @@ def evaluate_combination(
 ) -> tuple[dict, dict[str, torch.Tensor]]:  # fmt: skip
     arrays = dm.arrays(combo.name, "test")
     n = min(len(arrays["target"]), int(cfg.evaluate.max_images))
-    take = {k: np.asarray(v.rows(0, n)) for k, v in arrays.items()}
+    take = {k: v.rows(0, n) for k, v in arrays.items()}
     target, images = _tensor(take["target"]), _tensor(take["image"])
     size = target.shape[-1]
     methods = {
