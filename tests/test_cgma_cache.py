@@ -1,3 +1,4 @@
+import json
 import logging
 import signal
 import subprocess
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 
-from tests.cache_helpers import OneStep, make_datamodule, tree_bytes
+from cgmagan.cam import is_zero_map, select_layers
+from tests.cache_helpers import NAME, OneStep, make_datamodule, tree_bytes
 
 SLOW_PRECOMPUTE = """
 import sys, time
@@ -87,3 +90,28 @@ def test_two_process_ddp_precompute_equals_single_process(tmp_path):
                          logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
     trainer.fit(OneStep(), datamodule=dm)
     assert tree_bytes(tmp_path / "ddp") == reference
+
+
+def test_manifest_records_layers_and_zero_targets_of_its_shards(tmp_path):
+    dm = make_datamodule(str(tmp_path))
+    dm.prepare_data()
+    source = dm.sources[NAME]
+    probe = source.data.dataset("train")[0][0][None]
+    for split in ("train", "val", "test"):
+        manifest = dm.manifests[(NAME, split)]
+        targets = torch.from_numpy(dm.arrays(NAME, split)["target"].rows(0, manifest["count"]).astype(np.float32))
+        assert manifest["zero_targets"] == int(is_zero_map(targets).sum())
+        assert manifest["layers"] == [n for n, _ in select_layers(source.classifier, probe)]
+        assert manifest["num_layers"] == len(manifest["layers"]) >= 2
+
+
+def test_shards_of_an_older_format_are_recomputed(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    reference = complete(cache)
+    meta_path = split_dir(cache, "test") / "shard-00000" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = 1
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING):
+        assert complete(cache) == reference
+    assert any("stale" in r.message for r in caplog.records)

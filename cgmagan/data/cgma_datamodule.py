@@ -50,10 +50,12 @@ class ShardComputer:
         if len(self.layers) < 2:
             raise ValueError(f"{source.name}: the classifier has {len(self.layers)} usable conv layers; CGMAs need 2+")
 
-    def __call__(self, rows: range) -> dict[str, np.ndarray]:
+    def __call__(self, rows: range) -> tuple[dict[str, np.ndarray], dict]:
+        """The shard's arrays, and what the manifest needs to know of them without rereading."""
         loader = DataLoader(Subset(self.dataset, list(rows)), batch_size=self.cfg.batch_size, shuffle=False)
         out: dict[str, list[np.ndarray]] = {}
         size = self.cfg.map_size
+        zero = 0
         for batch in loader:
             x, y = batch[0], batch[1]
             cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
@@ -75,7 +77,9 @@ class ShardComputer:
                 if t.is_floating_point() and name != "prob":
                     t = t.half()
                 out.setdefault(name, []).append(t.numpy())
-        return {n: np.concatenate(v) for n, v in out.items()}
+            zero += int(is_zero_map(arrays["target"]).sum())
+        info = {"layers": [n for n, _ in self.layers], "zero_targets": zero}
+        return {n: np.concatenate(v) for n, v in out.items()}, info
 
 
 class CGMADataset(Dataset):
@@ -137,9 +141,11 @@ class CGMADataModule(pl.LightningDataModule):
             store.fill(computer, shards=todo, progress=bar.update)
 
     def _finalize(self, name: str, split: str, store: CGMAStore) -> dict:
-        arrays = store.load(["target"])
-        zero = int(sum(is_zero_map(torch.from_numpy(np.asarray(p, np.float32))).sum() for p in arrays["target"].parts))
-        layers = [n for n, _ in ShardComputer(self.sources[name], split, self.cfg).layers]
+        infos = [s["info"] for s in store.shard_infos()]
+        layers = infos[0]["layers"]
+        if any(i["layers"] != layers for i in infos):
+            raise RuntimeError(f"CGMA cache {store.root}: shards explain different layers; delete the folder and rerun")
+        zero = sum(i["zero_targets"] for i in infos)
         manifest = store.finalize(
             {"combination": name, "split": split, "zero_targets": zero, "num_layers": len(layers), "layers": layers}
         )

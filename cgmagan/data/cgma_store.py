@@ -5,7 +5,7 @@ Layout of one cache (one dataset split explained by one classifier checkpoint)::
     <cache_dir>/cgma/<dataset>-<backbone>-<split>-<key>/
         manifest.json          written last: key, versions, count, fields, per-shard checksums
         shard-00000/           renamed into place only when complete
-            meta.json          count, sha256 per array file
+            meta.json          count, sha256 per array file, the computer's info (layers, zero targets)
             image.npy cgma.npy target.npy penultimate.npy label.npy pred.npy prob.npy [mask.npy]
 
 A killed run leaves only complete shards behind and resumes from them; a shard whose bytes no
@@ -27,7 +27,7 @@ from cgmagan.utils import atomic_dir, file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shard meta carries the computer's info
 
 
 class CGMAStore:
@@ -56,7 +56,7 @@ class CGMAStore:
             return False
         try:
             meta = json.loads(meta_path.read_text())
-            ok = meta["count"] == len(self.shard_range(i)) and all(
+            ok = meta["format"] == FORMAT_VERSION and meta["count"] == len(self.shard_range(i)) and all(
                 file_sha256(folder / name) == sha for name, sha in meta["sha256"].items()
             )
         except (OSError, ValueError, KeyError):
@@ -70,31 +70,37 @@ class CGMAStore:
         shards = range(self.num_shards) if shards is None else shards
         return [i for i in shards if not (self.shard_dir(i).is_dir() and self._shard_ok(i))]
 
-    def write_shard(self, i: int, arrays: dict[str, np.ndarray]) -> None:
+    def write_shard(self, i: int, arrays: dict[str, np.ndarray], info: dict | None = None) -> None:
+        """Write shard ``i`` under a temporary name, then rename it into place; ``info`` goes to its meta."""
         with atomic_dir(self.shard_dir(i)) as tmp:
             for name, arr in arrays.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
             sha = {f"{n}.npy": file_sha256(tmp / f"{n}.npy") for n in arrays}
-            write_json_atomic(tmp / "meta.json", {"count": len(self.shard_range(i)), "sha256": sha})
+            meta = {"format": FORMAT_VERSION, "count": len(self.shard_range(i)), "sha256": sha, "info": info or {}}
+            write_json_atomic(tmp / "meta.json", meta)
 
     def fill(
         self,
-        compute: Callable[[range], dict[str, np.ndarray]],
+        compute: Callable[[range], tuple[dict[str, np.ndarray], dict]],
         shards: Iterable[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Compute and write every missing shard among ``shards`` (all by default)."""
+        """Compute and write every missing shard among ``shards`` (all by default), one at a time:
+        memory holds one shard's arrays, whatever the size of the split."""
         for i in self.missing_shards(shards):
-            self.write_shard(i, compute(self.shard_range(i)))
+            self.write_shard(i, *compute(self.shard_range(i)))
             if progress is not None:
                 progress(len(self.shard_range(i)))
+
+    def shard_infos(self) -> list[dict]:
+        return [json.loads((self.shard_dir(i) / "meta.json").read_text()) for i in range(self.num_shards)]
 
     def finalize(self, info: dict) -> dict:
         """Write the manifest once every shard is present and verified."""
         missing = self.missing_shards()
         if missing:
             raise RuntimeError(f"CGMA cache {self.root} is missing shards {missing}")
-        shards = [json.loads((self.shard_dir(i) / "meta.json").read_text()) for i in range(self.num_shards)]
+        shards = self.shard_infos()
         manifest = {
             "format": FORMAT_VERSION,
             "key": self.key,
