@@ -83,7 +83,11 @@ class ShardComputer:
 
 
 class CGMADataset(Dataset):
-    """Items ``{image, cgma, target}`` as float32 tensors from one memory-mapped cache."""
+    """Items ``{image, cgma, target}`` from one memory-mapped cache, as stored: float16.
+
+    Half the bytes to copy, collate and send to the device, and no float32 conversion on the CPU
+    (numpy's is ~7x slower than the read itself); :class:`CGMAGAN` casts batches on the device.
+    """
 
     FIELDS = ("image", "cgma", "target")
 
@@ -94,7 +98,7 @@ class CGMADataset(Dataset):
         return len(self.arrays["target"])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {n: torch.from_numpy(np.asarray(a[i], dtype=np.float32)) for n, a in self.arrays.items()}
+        return {n: torch.from_numpy(np.array(a[i])) for n, a in self.arrays.items()}
 
 
 class CGMADataModule(pl.LightningDataModule):
