@@ -5,5 +5,9 @@ class UserError(Exception):
     """Bad input or configuration: the message names what was looked for and what to change."""
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot work: the message lists the accepted ones."""
+
+
 class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset is missing or not in its published layout."""

@@ -1,5 +1,6 @@
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -7,11 +8,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 
 from cgmagan.archs import LSFTGenerator, PatchDiscriminator
 from cgmagan.cam import is_zero_map, select_layers
+from cgmagan.data import cgma_store
 from cgmagan.data.cgma_datamodule import CGMADataset
 from cgmagan.models.gan_module import CGMAGAN
 from tests.cache_helpers import NAME, OneStep, make_datamodule, tree_bytes
@@ -34,8 +37,8 @@ def split_dir(cache: Path, split: str) -> Path:
     return next(p for p in cache.glob(f"cgma/*-{split}-*") if p.is_dir())
 
 
-def complete(cache: Path) -> dict[str, bytes]:
-    dm = make_datamodule(str(cache))
+def complete(cache: Path, verify: str = "stat") -> dict[str, bytes]:
+    dm = make_datamodule(str(cache), verify)
     dm.prepare_data()
     assert len(dm.manifests) == 3
     return tree_bytes(cache)
@@ -64,17 +67,19 @@ def test_killed_precompute_resumes_to_identical_bytes(tmp_path):
     kept = sorted(p.name for p in train.glob("shard-*"))
     assert 3 <= len(kept) < 8
     assert complete(cache) == reference
+    assert not list(cache.rglob(".shard-*.tmp")), "the killed writer's partial shard is cleaned up"
 
 
-def test_flipped_byte_is_detected_and_recomputed(tmp_path, caplog):
+@pytest.mark.parametrize("verify", ["stat", "full"])
+def test_flipped_byte_is_detected_and_recomputed(tmp_path, caplog, verify):
     cache = tmp_path / "cache"
-    reference = complete(cache)
+    reference = complete(cache, verify)
     victim = split_dir(cache, "train") / "shard-00001" / "cgma.npy"
     data = bytearray(victim.read_bytes())
     data[-7] ^= 0xFF
     victim.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
-        assert complete(cache) == reference
+        assert complete(cache, verify) == reference
     assert any("shard-00001" in r.message and "damaged" in r.message for r in caplog.records)
 
 
@@ -134,3 +139,38 @@ def test_train_loader_serves_every_cached_sample_once_as_stored_and_the_gan_cast
     cast = gan.on_after_batch_transfer(batches[0], 0)
     assert all(cast[k].dtype == torch.float32 for k in CGMADataset.FIELDS)
     assert torch.equal(cast["cgma"], batches[0]["cgma"].float())
+
+
+def count_hashed_files(monkeypatch) -> list[Path]:
+    hashed = []
+    real = cgma_store.file_sha256
+
+    def spy(path):
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cgma_store, "file_sha256", spy)
+    return hashed
+
+
+def test_stat_verification_rehashes_only_shards_whose_files_changed(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    reference = complete(cache, "stat")
+    hashed = count_hashed_files(monkeypatch)
+    assert complete(cache, "stat") == reference
+    assert hashed == [], "unchanged shards are trusted without reading them"
+
+    copy = tmp_path / "copy"  # new inodes and times: hashed once, then trusted again
+    shutil.copytree(cache, copy)
+    assert complete(copy, "stat") == reference
+    assert len(hashed) == sum(name.endswith(".npy") for name in reference)
+    hashed.clear()
+    assert complete(copy, "stat") == reference and hashed == []
+
+    assert complete(copy, "full") == reference
+    assert len(hashed) == sum(name.endswith(".npy") for name in reference)
+
+
+def test_unknown_verify_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cgma.verify must be one of"):
+        make_datamodule(str(tmp_path), "sometimes").store(NAME, "train")

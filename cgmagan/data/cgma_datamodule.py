@@ -129,7 +129,7 @@ class CGMADataModule(pl.LightningDataModule):
         settings = {k: self.cfg[k] for k in ("k", "order", "exclude_target_layer", "map_size")}
         key = digest({"classifier": source.classifier_sha256, "split": split, "count": count, "cgma": settings})
         folder = self.cache_dir / "cgma" / f"{name.replace('/', '-')}-{split}-{key}"
-        return CGMAStore(folder, key, count, int(self.cfg.shard_size))
+        return CGMAStore(folder, key, count, int(self.cfg.shard_size), verify=self.cfg.verify)
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -163,6 +163,7 @@ class CGMADataModule(pl.LightningDataModule):
             manifest = store.manifest()
             if manifest is not None and not store.missing_shards():
                 return manifest
+            store.remove_partial_shards()
             self._fill(name, split, store)
             return self._finalize(name, split, store)
 

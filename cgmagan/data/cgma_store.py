@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgmagan.errors import ConfigError
 from cgmagan.utils import atomic_dir, file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,26 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: shard meta carries the computer's info
 
 
+VERIFY_MODES = ("stat", "full")
+CHECKED = ".checked.json"  # file-system identity of a shard's files at their last full checksum pass
+
+
+def file_identity(path: Path) -> list[int]:
+    """Changes whenever the file is written, replaced or truncated (ctime cannot be set back)."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 class CGMAStore:
-    def __init__(self, root: Path, key: str, count: int, shard_size: int):
+    """One cache. ``verify="full"`` re-hashes every shard whenever it is checked; ``"stat"`` re-hashes
+    only the shards whose files changed on disk since their last full pass (written, replaced,
+    truncated, copied), so a sweep of many jobs over a large cache does not re-read it each time."""
+
+    def __init__(self, root: Path, key: str, count: int, shard_size: int, verify: str = "stat"):
+        if verify not in VERIFY_MODES:
+            raise ConfigError(f"cgma.verify must be one of {VERIFY_MODES}, got {verify!r}")
         self.root, self.key, self.count, self.shard_size = Path(root), key, count, shard_size
+        self.verify = verify
 
     @property
     def num_shards(self) -> int:
@@ -48,23 +66,45 @@ class CGMAStore:
     def manifest_path(self) -> Path:
         return self.root / "manifest.json"
 
-    def _shard_ok(self, i: int) -> bool:
-        """True when shard ``i`` exists and every file matches its recorded checksum."""
-        folder = self.shard_dir(i)
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():
+    @staticmethod
+    def _record_checked(folder: Path, files: Iterable[str]) -> None:
+        write_json_atomic(folder / CHECKED, {name: file_identity(folder / name) for name in files})
+
+    def _unchanged_since_checked(self, folder: Path, files: dict[str, str]) -> bool:
+        if self.verify != "stat" or not (folder / CHECKED).is_file():
             return False
+        checked = json.loads((folder / CHECKED).read_text())
+        return checked.keys() == files.keys() and all(file_identity(folder / n) == checked[n] for n in files)
+
+    def _checksums_match(self, folder: Path, files: dict[str, str]) -> bool:
+        if not all(file_sha256(folder / name) == sha for name, sha in files.items()):
+            return False
+        self._record_checked(folder, files)
+        return True
+
+    def _shard_ok(self, i: int) -> bool:
+        """True when shard ``i`` is complete and every file matches its recorded checksum."""
+        folder = self.shard_dir(i)
         try:
-            meta = json.loads(meta_path.read_text())
-            ok = meta["format"] == FORMAT_VERSION and meta["count"] == len(self.shard_range(i)) and all(
-                file_sha256(folder / name) == sha for name, sha in meta["sha256"].items()
-            )
+            meta = json.loads((folder / "meta.json").read_text())
+            files = meta["sha256"]
+            ok = meta["format"] == FORMAT_VERSION and meta["count"] == len(self.shard_range(i))
+            ok = ok and (self._unchanged_since_checked(folder, files) or self._checksums_match(folder, files))
         except (OSError, ValueError, KeyError):
             ok = False
         if not ok:
             log.warning("CGMA cache shard %s is damaged or stale (checksum mismatch); recomputing it", folder)
             shutil.rmtree(folder, ignore_errors=True)
         return ok
+
+    def remove_partial_shards(self) -> int:
+        """Delete the temporary folders of shards whose writer was killed; only call under the store's lock."""
+        partial = list(self.root.glob(".shard-*.tmp"))
+        for folder in partial:
+            shutil.rmtree(folder, ignore_errors=True)
+        if partial:
+            log.info("CGMA cache %s: removed %d partial shard(s) left by an interrupted run", self.root, len(partial))
+        return len(partial)
 
     def missing_shards(self, shards: Iterable[int] | None = None) -> list[int]:
         shards = range(self.num_shards) if shards is None else shards
@@ -78,6 +118,7 @@ class CGMAStore:
             sha = {f"{n}.npy": file_sha256(tmp / f"{n}.npy") for n in arrays}
             meta = {"format": FORMAT_VERSION, "count": len(self.shard_range(i)), "sha256": sha, "info": info or {}}
             write_json_atomic(tmp / "meta.json", meta)
+            self._record_checked(tmp, sha)  # renaming the folder keeps the files' identity
 
     def fill(
         self,
