@@ -39,6 +39,7 @@ from cgmagan.data.cgma_datamodule import CGMADataModule, CGMASource
 from cgmagan.models.gan_module import CGMAGAN
 
 BACKBONE = "small_resnet"
+PRECOMPUTE_BATCH = 64
 
 
 class SyntheticImages(Dataset):
@@ -66,11 +67,13 @@ class SyntheticSplits:
         return SyntheticImages(self.sizes[split], self.size)
 
 
-def cgma_datamodule(cache: Path, images: int, size: int, map_size: int, batch_size: int = 32) -> CGMADataModule:
+def cgma_datamodule(cache: Path, images: int, size: int, map_size: int, shard_size: int = 512,
+                    batch_size: int = 32) -> CGMADataModule:  # fmt: skip
     torch.manual_seed(0)
     model = build_backbone(BACKBONE, 3, 10).eval().requires_grad_(False)
     cfg = OmegaConf.create({"k": 8, "order": "forward", "exclude_target_layer": False, "map_size": map_size,
-                            "batch_size": 64, "shard_size": 512, "max_per_split": None})  # fmt: skip
+                            "batch_size": PRECOMPUTE_BATCH, "shard_size": shard_size, "max_per_split": None,
+                            "verify": "stat"})  # fmt: skip
     name = f"synthetic/{BACKBONE}"
     source = CGMASource(name, model, SyntheticSplits(images, size), f"random-init-{size}")
     return CGMADataModule([source], [name], cfg, str(cache), batch_size=batch_size)
@@ -87,13 +90,13 @@ def rss_mib(field: str) -> float:
 def precompute_child(args) -> None:
     """Runs in its own process: precompute one split, print what it cost as one JSON line."""
     torch.set_num_threads(args.threads)
-    dm = cgma_datamodule(Path(args.cache), args.images, args.size, args.map_size)
+    dm = cgma_datamodule(Path(args.cache), args.images, args.size, args.map_size, args.shard_size)
     before = rss_mib("VmRSS")
     start = time.perf_counter()
     dm.prepare_data()
     seconds = time.perf_counter() - start
     cache_bytes = sum(p.stat().st_size for p in Path(args.cache).rglob("*.npy"))
-    print(json.dumps({"images": args.images, "seconds": seconds, "cache_gib": cache_bytes / 2**30,
+    print(json.dumps({"images": args.images, "shard_size": args.shard_size, "seconds": seconds, "cache_gib": cache_bytes / 2**30,
                       "rss_before_mib": before, "peak_rss_mib": rss_mib("VmHWM")}))  # fmt: skip
 
 
@@ -115,11 +118,13 @@ def memory_cgroup(limit_bytes: int) -> Path | None:
 def measure_streaming(args, workdir: Path) -> list[dict]:
     limit = int(args.memory_limit * 2**30) if args.memory_limit else 0
     rows = []
-    for images in args.images:
-        cache = workdir / f"stream-{images}"
+    runs = [(n, args.shard_size) for n in args.images] + [(args.images[0], s) for s in args.other_shard_sizes]
+    for images, shard_size in runs:
+        cache = workdir / f"stream-{images}-{shard_size}"
         group = memory_cgroup(limit) if limit else None
         cmd = [sys.executable, __file__, "precompute", "--images", str(images), "--cache", str(cache),
-               "--size", str(args.size), "--map-size", str(args.map_size), "--threads", str(args.threads)]  # fmt: skip
+               "--size", str(args.size), "--map-size", str(args.map_size), "--shard-size", str(shard_size),
+               "--threads", str(args.threads)]  # fmt: skip
         enter = (lambda g=group: (g / "cgroup.procs").write_text(str(os.getpid()))) if group else None
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=enter, check=False)
@@ -131,7 +136,7 @@ def measure_streaming(args, workdir: Path) -> list[dict]:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["memory_limit_gib"] = args.memory_limit if group else None
         rows.append(row)
-        print(f"  streaming {images} images: {row['cache_gib']:.2f} GiB cache, peak RSS {row['peak_rss_mib']:.0f} MiB",
+        print(f"  streaming {images} images, shards of {shard_size}: {row['cache_gib']:.2f} GiB cache, peak RSS {row['peak_rss_mib']:.0f} MiB",
               flush=True)  # fmt: skip
         shutil.rmtree(cache)
     return rows
@@ -206,21 +211,23 @@ def markdown(args, streaming: list[dict], reading: list[dict]) -> str:
         "# CGMA cache: memory and reading",
         "",
         f"Device: {cpu}; torch {torch.__version__}; classifier {BACKBONE} (random init), input "
-        f"{args.size}x{args.size}, K = 8, shard 512 images, float16 maps.",
+        f"{args.size}x{args.size}, K = 8, shard {args.shard_size} images, float16 maps.",
         f"Command: `{' '.join(['python benchmarks/cgma_cache.py', *sys.argv[1:]])}`",
         "",
         "## Streaming precompute (one train split, a fresh process each)",
         "",
         f"Map size {args.map_size}. Peak RSS is the kernel's high-water mark (VmHWM) of the process; the RSS before is"
         " after imports, model and dataset set-up. A memory limit is a cgroup the process ran in: the cache it wrote"
-        " is larger than the memory it was allowed.",
+        " can be larger than the memory it was allowed. Peak - before = the working memory of one batch"
+        f" ({PRECOMPUTE_BATCH} images through forward, backward and every layer's map) + about two shards (the shard being"
+        " assembled and its joined copy): it grows with the shard size, not with the number of images.",
         "",
-        "| images | cache GiB | memory limit GiB | RSS before MiB | peak RSS MiB | peak - before MiB | img/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| images | shard | cache GiB | memory limit GiB | RSS before MiB | peak RSS MiB | peak - before MiB | img/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in streaming:
         limit = f"{r['memory_limit_gib']:g}" if r["memory_limit_gib"] else "none"
-        lines.append(f"| {r['images']} | {r['cache_gib']:.2f} | {limit} | {r['rss_before_mib']:.0f} | "
+        lines.append(f"| {r['images']} | {r['shard_size']} | {r['cache_gib']:.2f} | {limit} | {r['rss_before_mib']:.0f} | "
                      f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:.0f} | "
                      f"{r['images'] / r['seconds']:.0f} |")  # fmt: skip
     lines += [
@@ -247,6 +254,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="+", default=[4096, 16384, 65536])
     parser.add_argument("--size", type=int, default=64, help="classifier input size")
     parser.add_argument("--map-size", type=int, default=64)
+    parser.add_argument("--shard-size", type=int, default=512, help="images per cache shard")
+    parser.add_argument("--other-shard-sizes", type=int, nargs="*", default=[64, 2048],
+                        help="also run the first image count with these shard sizes")
     parser.add_argument("--memory-limit", type=float, default=2.0, help="GiB; 0 for none")
     parser.add_argument("--read-images", type=int, default=8192)
     parser.add_argument("--gan-steps", type=int, default=6)
