@@ -15,6 +15,8 @@ from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock
 
+from cgmagan.errors import ConfigError, WeightsNotFoundError
+
 
 def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """Same conv with ``in_channels`` inputs; pretrained RGB weights are averaged for grey."""
@@ -35,7 +37,7 @@ def _torchvision(name: str, pretrained: bool) -> nn.Module:
     weights = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if not cached.is_file():
-        raise FileNotFoundError(
+        raise WeightsNotFoundError(
             f"backbone.pretrained=true needs torchvision's {name} ImageNet weights at {cached}; "
             "they are not there and nothing is downloaded at run time. Copy the file there "
             "(or set TORCH_HOME), or use backbone.pretrained=false."
@@ -151,7 +153,7 @@ def small_mobilenet(in_channels: int, num_classes: int, pretrained: bool = False
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise ValueError(f"{name} has no pretrained weights; set backbone.pretrained=false")
+        raise ConfigError(f"{name} has no pretrained weights; set backbone.pretrained=false")
 
 
 BACKBONES = {
@@ -162,5 +164,5 @@ BACKBONES = {
 
 def build_backbone(name: str, in_channels: int, num_classes: int, pretrained: bool = False) -> nn.Module:
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}")
+        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](in_channels, num_classes, pretrained)

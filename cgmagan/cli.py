@@ -21,6 +21,8 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as err:  # the message says what to do; a traceback would only bury it
         log.error("%s", err)
         sys.exit(2)
+    if not results:  # a DDP worker rank: rank 0 evaluates and reports
+        return None
     # the GAN's mean Dice over training combinations: what a sweeper optimises
     seen = [c["methods"]["gan"]["dice"] for c in results["combinations"] if c["seen"]]
     return sum(seen) / len(seen) if seen else None

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cgmagan.data.base import ClassificationDataModule
+from cgmagan.errors import ConfigError
 
 
 @dataclass
@@ -46,7 +47,7 @@ def _option(cfg: DictConfig, group: str, name: str) -> DictConfig:
     path = resources.files("cgmagan") / "conf" / group / f"{name}.yaml"
     if not path.is_file():
         options = sorted(p.name[:-5] for p in (resources.files("cgmagan") / "conf" / group).iterdir())
-        raise ValueError(f"unknown {group} {name!r} in combinations; choose one of: {', '.join(options)}")
+        raise ConfigError(f"unknown {group} {name!r} in combinations; choose one of: {', '.join(options)}")
     with open_dict(cfg):
         if "_options" not in cfg:
             cfg._options = {}
@@ -59,7 +60,7 @@ def _option(cfg: DictConfig, group: str, name: str) -> DictConfig:
 def _parse(entry: str) -> tuple[str, str]:
     parts = str(entry).split("/")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"a combination is written 'dataset/backbone', got {entry!r}")
+        raise ConfigError(f"a combination is written 'dataset/backbone', got {entry!r}")
     return parts[0], parts[1]
 
 
@@ -68,7 +69,7 @@ def resolve_combinations(cfg: DictConfig) -> tuple[list[Combination], list[Combi
     train = [_parse(e) for e in cfg.combinations.train]
     unseen = [_parse(e) for e in cfg.combinations.get("unseen") or []]
     if not train:
-        raise ValueError("combinations.train is empty: the GAN needs at least one combination to learn from")
+        raise ConfigError("combinations.train is empty: the GAN needs at least one combination to learn from")
     seen_data = {d for d, _ in train}
     seen_nets = {b for _, b in train}
 

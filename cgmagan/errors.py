@@ -11,3 +11,7 @@ class ConfigError(UserError, ValueError):
 
 class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset is missing or not in its published layout."""
+
+
+class WeightsNotFoundError(UserError, FileNotFoundError):
+    """Pretrained weights asked for but not in the local cache (nothing is downloaded)."""

@@ -1,10 +1,15 @@
 from importlib import resources
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
+from cgmagan.backbones import build_backbone
 from cgmagan.combinations import resolve_combinations
+from cgmagan.errors import UserError
+from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.pipeline import instantiate_list
 from tests.conftest import compose_config
 
@@ -41,7 +46,33 @@ def test_default_config_names_seen_and_unseen_kinds(tmp_path):
 
 def test_unknown_names_and_entries_without_target_are_errors(tmp_path):
     cfg = compose_config(tmp_path, ["combinations.train=[digits/no_such_net]"])
-    with pytest.raises(ValueError, match="unknown backbone 'no_such_net'"):
+    with pytest.raises(UserError, match="unknown backbone 'no_such_net'"):
         resolve_combinations(cfg)
     with pytest.raises(ValueError, match="has no _target_"):
         instantiate_list(OmegaConf.create({"mine": {"save_dir": "x"}}), "logger")
+
+
+def tiny_net(in_channels: int, num_classes: int, width: int) -> nn.Module:
+    """A user's own backbone factory, named by ``_target_`` in a backbone config."""
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3), nn.ReLU(), nn.Conv2d(width, width, 3), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))  # fmt: skip
+
+
+def test_backbone_target_builds_the_classifier_and_bad_names_are_user_errors():
+    own = {"_target_": "tests.test_configs.tiny_net", "width": 5, "input_size": None}
+    module = ClassifierModule(own, in_channels=1, num_classes=3, mean=[0.5], std=[0.5])
+    convs = [m for m in module.net.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 5), (5, 5)]
+    assert module.net(torch.rand(2, 1, 12, 12)).shape == (2, 3)
+
+    packaged = {"_target_": "cgmagan.backbones.build_backbone", "name": "no_such_net", "pretrained": False}
+    with pytest.raises(UserError, match="unknown backbone 'no_such_net'; choose one of"):
+        ClassifierModule(packaged, in_channels=3, num_classes=3, mean=[0.5] * 3, std=[0.5] * 3)
+
+
+def test_pretrained_weights_missing_from_the_local_cache_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(UserError, match=r"resnet18 ImageNet weights at .*checkpoints.*nothing is downloaded"):
+        build_backbone("resnet18", 3, 10, pretrained=True)
+    with pytest.raises(UserError, match="small_vgg has no pretrained weights"):
+        build_backbone("small_vgg", 3, 10, pretrained=True)

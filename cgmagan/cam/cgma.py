@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from cgmagan.errors import ConfigError
+
 
 def cgma_positions(num_layers: int, k: int) -> list[int]:
     """1-based positions j_k = round(1 + (k-1)(L-1)/(K-1)), rounding halves up."""
@@ -30,7 +32,7 @@ def cgma(
     if order == "backward":
         cams = cams.flip(1)
     elif order != "forward":
-        raise ValueError(f"cgma order must be 'forward' or 'backward', got {order!r}")
+        raise ConfigError(f"cgma order must be 'forward' or 'backward', got {order!r}")
     num_layers = cams.shape[1]
     counts = torch.arange(1, num_layers + 1, device=cams.device, dtype=cams.dtype)
     running = cams.cumsum(1) / counts.view(1, -1, 1, 1)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from cgmagan.backbones import build_backbone
+from cgmagan.errors import UserError
 
 
 class Normalize(nn.Module):
@@ -23,25 +25,34 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def build_net(backbone: dict, in_channels: int, num_classes: int) -> nn.Module:
+    """The backbone config's ``_target_`` called with its other keys (``input_size`` aside, the
+    data's business) plus the data's channels and classes: any factory with that signature works."""
+    kwargs = {k: v for k, v in backbone.items() if k != "input_size"}
+    try:
+        return instantiate(kwargs, in_channels=in_channels, num_classes=num_classes)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None  # its message already says what to change
+        raise
+
+
 class ClassifierModule(pl.LightningModule):
     """Backbone behind a normalisation layer; cross-entropy, AdamW with a cosine schedule."""
 
     def __init__(
         self,
-        backbone: str,
+        backbone: dict,
         in_channels: int,
         num_classes: int,
         mean,
         std,
-        pretrained: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 5e-4,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = nn.Sequential(
-            Normalize(mean, std), build_backbone(backbone, in_channels, num_classes, pretrained)
-        )
+        self.net = nn.Sequential(Normalize(mean, std), build_net(backbone, in_channels, num_classes))
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 

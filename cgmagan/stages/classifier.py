@@ -40,7 +40,7 @@ def classifier_key(combo: Combination, cfg: DictConfig) -> str:
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     return digest(
         {"data": data, "input_size": combo.input_size, "backbone": combo.backbone_cfg, "classifier": cfg.classifier,
-         "trainer": trainer, "seed": cfg.seed, "format": 1}
+         "trainer": trainer, "seed": cfg.seed, "format": 2}
     )  # fmt: skip
 
 
@@ -68,18 +68,17 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, max_batches: int) -> N
 
 def _build_module(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig) -> ClassifierModule:
     return ClassifierModule(
-        backbone=combo.backbone,
+        backbone=OmegaConf.to_container(combo.backbone_cfg, resolve=True),
         in_channels=dm.channels,
         num_classes=dm.num_classes,
         mean=list(dm.mean),
         std=list(dm.std),
-        pretrained=bool(combo.backbone_cfg.get("pretrained", False)),
         lr=cfg.classifier.lr,
         weight_decay=cfg.classifier.weight_decay,
     )
 
 
-def _load(folder: Path) -> TrainedClassifier | None:
+def _load(folder: Path, backbone: dict) -> TrainedClassifier | None:
     ckpt, meta_path = folder / "classifier.ckpt", folder / "meta.json"
     if not (ckpt.is_file() and meta_path.is_file()):
         return None
@@ -90,14 +89,16 @@ def _load(folder: Path) -> TrainedClassifier | None:
         os.replace(folder, damaged)
         log.warning("classifier checkpoint %s fails its checksum; moved to %s and retraining", ckpt, damaged)
         return None
-    module = ClassifierModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    if "pretrained" in backbone:  # the checkpoint holds the weights: no ImageNet file needed to rebuild
+        backbone = {**backbone, "pretrained": False}
+    module = ClassifierModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False, backbone=backbone)
     return TrainedClassifier(module.eval(), meta["test_accuracy"], ckpt, sha, reused=True)
 
 
 def train_or_load_classifier(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig) -> TrainedClassifier:
     folder = Path(cfg.paths.cache_dir) / "classifiers" / f"{combo.dataset}-{combo.backbone}-{classifier_key(combo, cfg)}"
     with locked(folder):
-        found = _load(folder)
+        found = _load(folder, OmegaConf.to_container(combo.backbone_cfg, resolve=True))
         if found is not None:
             log.info("classifier %s reused from %s (test accuracy %.4f)", combo.name, folder, found.test_accuracy)
             return found
