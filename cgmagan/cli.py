@@ -8,6 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from cgmagan import ddp_launch
 from cgmagan.errors import UserError
 from cgmagan.pipeline import run_experiment
 
@@ -16,8 +17,10 @@ log = logging.getLogger("cgmagan")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
     try:
-        results = run_experiment(cfg)
+        with ddp_launch.job_scope():
+            results = run_experiment(cfg)
     except UserError as err:  # the message says what to do; a traceback would only bury it
         log.error("%s", err)
         sys.exit(2)

@@ -1,11 +1,17 @@
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from cgmagan.pipeline import run_experiment
+from tests.cache_helpers import tree_bytes
 from tests.conftest import TINY, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METRICS = ("dice", "soft_dice", "average_drop", "increase_in_confidence", "win_vs_gradcam")
 METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gaussian")
@@ -69,3 +75,41 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="food11"):
         run_experiment(cfg)
     assert not (tmp_path / "cache").exists()
+
+
+def run_cli(tmp_path: Path, name: str, overrides: list[str]) -> tuple[Path, str]:
+    """``python run.py`` in a subprocess (how DDP really launches), everything inside ``tmp_path``."""
+    out = tmp_path / name
+    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, *overrides, f"paths.cache_dir={tmp_path / name / 'cache'}",
+           f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, done.stdout + done.stderr
+
+
+def test_full_pipeline_under_ddp_on_two_cpu_processes_matches_a_single_process_cache(tmp_path):
+    ddp, _ = run_cli(tmp_path, "ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+    single, _ = run_cli(tmp_path, "single", [])
+
+    worker_log = (ddp / "train_ddp_process_1.log").read_text()
+    assert "reused from" in worker_log, "rank 1 loads the classifiers rank 0 trained"
+    assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log), "rank 1 computes its share"
+    assert tree_bytes(ddp / "cache" / "cgma") == tree_bytes(single / "cache" / "cgma")
+    results = json.loads((ddp / "results.json").read_text())
+    assert [c["dataset"] + "/" + c["backbone"] for c in results["combinations"]] == [
+        "digits/small_vgg", "shapes/small_resnet", "shapes/small_mobilenet"]  # fmt: skip
+    assert all(math.isfinite(c["methods"]["gan"]["dice"]) for c in results["combinations"])
+
+
+def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, "combinations.unseen=[]",
+           "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"paths.cache_dir={tmp_path / 'cache'}",
+           f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "results.json").is_file()
+        assert "rank 1 of 2" in (sweep / job / "train_ddp_process_1.log").read_text()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "workers start no sweep of their own"
+    assert not (tmp_path / "outputs").exists()

@@ -139,6 +139,9 @@ class CGMADataModule(pl.LightningDataModule):
         todo = store.missing_shards(shards)
         if not todo:
             return
+        rank, world = self._world()
+        log.info("CGMA %s %s: computing %d of %d shards (rank %d of %d)", name, split, len(todo), store.num_shards,
+                 rank, world)  # fmt: skip
         computer = ShardComputer(self.sources[name], split, self.cfg)
         with tqdm(total=sum(len(store.shard_range(i)) for i in todo), desc=f"CGMA {name} {split}", unit="img",
                   leave=False) as bar:  # fmt: skip
