@@ -6,6 +6,7 @@ Layout of one cache (one dataset split explained by one classifier checkpoint)::
         manifest.json          written last: key, versions, count, fields, per-shard checksums
         shard-00000/           renamed into place only when complete
             meta.json          count, sha256 per array file, the computer's info (layers, zero targets)
+            .checked.json      inode, size and times of the files at their last full checksum pass
             image.npy cgma.npy target.npy penultimate.npy label.npy pred.npy prob.npy [mask.npy]
 
 A killed run leaves only complete shards behind and resumes from them; a shard whose bytes no
@@ -29,7 +30,6 @@ from cgmagan.utils import atomic_dir, file_sha256, write_json_atomic
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: shard meta carries the computer's info
-
 
 VERIFY_MODES = ("stat", "full")
 CHECKED = ".checked.json"  # file-system identity of a shard's files at their last full checksum pass
