@@ -33,6 +33,21 @@ make_datamodule(sys.argv[1]).prepare_data()
 """
 
 
+COUNTED_PRECOMPUTE = """
+import sys, time
+from cgmagan.data import cgma_datamodule as cd
+from tests.cache_helpers import make_datamodule
+compute, calls = cd.ShardComputer.__call__, []
+def counted(self, rows):
+    calls.append(rows)
+    time.sleep(0.1)
+    return compute(self, rows)
+cd.ShardComputer.__call__ = counted
+make_datamodule(sys.argv[1]).prepare_data()
+print("computed", len(calls))
+"""
+
+
 def split_dir(cache: Path, split: str) -> Path:
     return next(p for p in cache.glob(f"cgma/*-{split}-*") if p.is_dir())
 
@@ -174,3 +189,16 @@ def test_stat_verification_rehashes_only_shards_whose_files_changed(tmp_path, mo
 def test_unknown_verify_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cgma.verify must be one of"):
         make_datamodule(str(tmp_path), "sometimes").store(NAME, "train")
+
+
+def test_two_jobs_sharing_a_cache_compute_each_shard_once(tmp_path):
+    reference = complete(tmp_path / "reference")
+    cache = tmp_path / "shared"
+    root = Path(__file__).resolve().parents[1]
+    jobs = [subprocess.Popen([sys.executable, "-c", COUNTED_PRECOMPUTE, str(cache)], cwd=root, stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]  # fmt: skip
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    computed = [int(out.split("computed")[-1]) for out in outputs]
+    assert sum(computed) == 8 + 2 + 2, f"shards computed per job: {computed}"  # every shard once, by one job
+    assert tree_bytes(cache) == reference
