@@ -42,10 +42,6 @@ class CGMAGAN(pl.LightningModule):
         """[B, 3, S, S] in [0, 1], [B, K, S, S] -> heatmap [B, S, S] in [0, 1]."""
         return self.generator(gan_input(image), cgmas)[:, 0]
 
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _idx: int) -> dict[str, torch.Tensor]:
-        """Cached maps arrive as float16 (see CGMADataset); compute in float32 on the device."""
-        return {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
-
     @staticmethod
     def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
