@@ -86,7 +86,7 @@ class CGMADataset(Dataset):
     """Items ``{image, cgma, target}`` from one memory-mapped cache, as stored: float16.
 
     Half the bytes to copy, collate and send to the device, and no float32 conversion on the CPU
-    (numpy's is ~7x slower than the read itself); :class:`CGMADataModule` casts batches on the device.
+    (numpy's is ~7x slower than the read itself); :class:`CGMAGAN` casts batches on the device.
     """
 
     FIELDS = ("image", "cgma", "target")
@@ -204,10 +204,6 @@ class CGMADataModule(pl.LightningDataModule):
 
     def _pooled(self, split: str) -> ConcatDataset:
         return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
-
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _idx: int) -> dict[str, torch.Tensor]:
-        """Cached maps arrive as float16 (see CGMADataset); the GAN computes in float32 on the device."""
-        return {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._pooled("train"), batch_size=self.batch_size, shuffle=True, drop_last=False,

@@ -14,6 +14,11 @@ from cgmagan.metrics.agreement import dice_at_threshold
 from cgmagan.report import figure_to_array, overlay_grid
 
 
+def as_float32(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cached maps arrive float16 (half the bytes to read and transfer); compute in float32, on the device."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
+
+
 def gan_input(image: torch.Tensor) -> torch.Tensor:
     """Cached images are RGB in [0, 1]; every dataset meets the generator in [-1, 1]."""
     return image * 2 - 1
@@ -56,6 +61,7 @@ class CGMAGAN(pl.LightningModule):
 
     def training_step(self, batch, _idx):
         opt_g, opt_d = self.optimizers()
+        batch = as_float32(batch)
         image, cond, target = gan_input(batch["image"]), batch["cgma"], batch["target"][:, None]
         fake = self.generator(image, cond)
 
@@ -78,6 +84,7 @@ class CGMAGAN(pl.LightningModule):
         self.log_dict({"train/loss_d": loss_d, "train/loss_g_adv": loss_adv, "train/l1": loss_l1}, prog_bar=True)
 
     def validation_step(self, batch, idx):
+        batch = as_float32(batch)
         fake = self(batch["image"], batch["cgma"])
         target = batch["target"]
         self.log("val/l1", F.l1_loss(fake, target), prog_bar=True, sync_dist=True)
