@@ -10,6 +10,7 @@ one after another in one process, each job leaves no process group or launcher s
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from pytorch_lightning.strategies.launchers import subprocess_script
+
+log = logging.getLogger(__name__)
 
 
 def worker_command(local_rank: int) -> tuple[list[str], str]:
@@ -31,6 +34,10 @@ def worker_command(local_rank: int) -> tuple[list[str], str]:
 
 
 def install() -> None:
+    if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):  # a Lightning other than the pinned one
+        log.warning("this Lightning has no _hydra_subprocess_cmd: DDP worker ranks are started Lightning's way, "
+                    "which hangs inside a Hydra multirun")  # fmt: skip
+        return
     subprocess_script._hydra_subprocess_cmd = worker_command
 
 
