@@ -1,6 +1,6 @@
 """CGMA cache: memory of a streaming precompute, and memmapped reads vs what the GAN consumes.
 
-    make bench            # or: python benchmarks/cgma_cache.py --images 4096 16384 65536 --memory-limit 2
+    make bench            # or: python benchmarks/cgma_cache.py --parts memory --images 4096 65536 --memory-limit 2
 
 Streaming: each size is precomputed in a fresh process (synthetic images made on the fly, so the
 inputs are not in memory either) and its peak RSS is read from the kernel. Run as root on Linux,
@@ -11,7 +11,7 @@ Reading: the GAN's training dataloader over the cache (shuffled, the pipeline's 
 cold page cache when the kernel lets us drop it, vs the samples/s of GAN training steps
 (time inside ``training_step`` only) for the embedded and the paper GAN settings.
 
-Writes benchmarks/cgma_cache.md and prints it.
+Writes benchmarks/cgma_cache_memory.md and benchmarks/cgma_cache_reading.md and prints them.
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ def gan_samples_per_second(gan_option: str, dm: CGMADataModule, steps: int) -> f
         cfg = compose("config", overrides=[f"gan={gan_option}", "conditioning=lsft"])
     gan = CGMAGAN(instantiate(cfg.conditioning.generator), instantiate(cfg.gan.discriminator), lr=cfg.gan.lr)
     timer = StepTimer()
-    trainer = pl.Trainer(accelerator="cpu", max_steps=steps + timer.skip, limit_val_batches=0, logger=False,
+    # batches, not max_steps: with two optimisers every training step counts as two
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps + timer.skip, limit_val_batches=0,
+                         logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer])  # fmt: skip
     trainer.fit(gan, train_dataloaders=dm.train_dataloader())
@@ -205,22 +207,26 @@ def measure_reading(args, workdir: Path) -> list[dict]:
     return rows
 
 
-def markdown(args, streaming: list[dict], reading: list[dict]) -> str:
+def header(title: str, args) -> list[str]:
     cpu = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    lines = [
-        "# CGMA cache: memory and reading",
+    return [
+        f"# {title}",
         "",
         f"Device: {cpu}; torch {torch.__version__}; classifier {BACKBONE} (random init), input "
         f"{args.size}x{args.size}, K = 8, shard {args.shard_size} images, float16 maps.",
         f"Command: `{' '.join(['python benchmarks/cgma_cache.py', *sys.argv[1:]])}`",
         "",
-        "## Streaming precompute (one train split, a fresh process each)",
-        "",
-        f"Map size {args.map_size}. Peak RSS is the kernel's high-water mark (VmHWM) of the process; the RSS before is"
-        " after imports, model and dataset set-up. A memory limit is a cgroup the process ran in: the cache it wrote"
-        " can be larger than the memory it was allowed. Peak - before = the working memory of one batch"
-        f" ({PRECOMPUTE_BATCH} images through forward, backward and every layer's map) + about two shards (the shard being"
-        " assembled and its joined copy): it grows with the shard size, not with the number of images.",
+    ]
+
+
+def memory_markdown(args, streaming: list[dict]) -> str:
+    lines = header("CGMA cache: memory of a streaming precompute", args) + [
+        f"One train split per row, each precomputed by a fresh process. Map size {args.map_size}. Peak RSS is the"
+        " kernel's high-water mark (VmHWM) of the process; the RSS before is after imports, model and dataset"
+        " set-up. A memory limit is a cgroup the process ran in: the cache it wrote can be larger than the memory it"
+        " was allowed. Peak - before = the working memory of one batch"
+        f" ({PRECOMPUTE_BATCH} images through forward, backward and every layer's map) + about two shards (the shard"
+        " being assembled and its joined copy): it grows with the shard size, not with the number of images.",
         "",
         "| images | shard | cache GiB | memory limit GiB | RSS before MiB | peak RSS MiB | peak - before MiB | img/s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -230,13 +236,15 @@ def markdown(args, streaming: list[dict], reading: list[dict]) -> str:
         lines.append(f"| {r['images']} | {r['shard_size']} | {r['cache_gib']:.2f} | {limit} | {r['rss_before_mib']:.0f} | "
                      f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['rss_before_mib']:.0f} | "
                      f"{r['images'] / r['seconds']:.0f} |")  # fmt: skip
-    lines += [
-        "",
-        "## Reading vs GAN consumption",
-        "",
+    return "\n".join(lines) + "\n"
+
+
+def reading_markdown(args, reading: list[dict]) -> str:
+    lines = header("CGMA cache: memmapped reads vs GAN consumption", args) + [
         f"{args.read_images} cached train samples; the pipeline's train dataloader (shuffled, batch 32, no workers)."
         " First pass after dropping the page cache where the kernel allows it (root), then warm. GAN: samples/s"
-        " inside LSFT training steps (D and G updates), on this CPU.",
+        f" inside {args.gan_steps} LSFT training steps of batch 32 (D and G updates; 2 warm-up steps not timed),"
+        " on this CPU.",
         "",
         "| GAN config | map size | read samples/s (first pass) | read samples/s (warm) | GAN samples/s | read / GAN |",
         "|---|---:|---:|---:|---:|---:|",
@@ -262,21 +270,23 @@ def main() -> None:
     parser.add_argument("--gan-steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--cache", help="precompute mode: where to write")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("cgma_cache.md")))
+    parser.add_argument("--parts", nargs="+", choices=["memory", "reading"], default=["memory", "reading"])
+    parser.add_argument("--out-dir", default=str(Path(__file__).parent), help="where the tables are written")
     args = parser.parse_args()
     if args.mode == "precompute":
         args.images = args.images[0]
         return precompute_child(args)
 
+    parts = {"memory": (measure_streaming, memory_markdown), "reading": (measure_reading, reading_markdown)}
     workdir = Path(tempfile.mkdtemp(prefix="cgmagan-bench-"))
     try:
-        streaming = measure_streaming(args, workdir)
-        reading = measure_reading(args, workdir)
+        for part in args.parts:
+            measure, markdown = parts[part]
+            table = markdown(args, measure(args, workdir))
+            Path(args.out_dir, f"cgma_cache_{part}.md").write_text(table)
+            print(table)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    table = markdown(args, streaming, reading)
-    Path(args.out).write_text(table)
-    print(table)
 
 
 if __name__ == "__main__":
