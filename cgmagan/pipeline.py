@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cgmagan.combinations import Combination, resolve_combinations
-from cgmagan.data.cgma_datamodule import CGMADataModule, CGMASource
+from cgmagan.data.cgma_datamodule import CGMADataModule, CGMASource, check_cgma_settings
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.report import markdown_table, overlay_grid
 from cgmagan.stages.classifier import TrainedClassifier, train_or_load_classifier
@@ -94,6 +94,7 @@ def run_experiment(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:  # seed 0 is a seed
         pl.seed_everything(int(cfg.seed), workers=True)
     prepare_paths(cfg)
+    check_cgma_settings(cfg.cgma)
     train, unseen = resolve_combinations(cfg)
     combos = train + unseen
     data = build_data(combos)

@@ -77,6 +77,16 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0"])
+def test_bad_cgma_settings_fail_before_any_training(tmp_path, override):
+    from cgmagan.errors import ConfigError
+
+    cfg = compose_config(tmp_path, [*TINY, override])
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        run_experiment(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
 def run_cli(tmp_path: Path, name: str, overrides: list[str]) -> tuple[Path, str]:
     """``python run.py`` in a subprocess (how DDP really launches), everything inside ``tmp_path``."""
     out = tmp_path / name

@@ -16,12 +16,24 @@ from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
 from cgmagan.data.base import ClassificationDataModule
-from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
+from cgmagan.data.cgma_store import VERIFY_MODES, CGMAStore, ShardedArrays
+from cgmagan.errors import ConfigError
 from cgmagan.utils import digest, locked
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+def check_cgma_settings(cfg) -> None:
+    """Refuse ``cgma.*`` values that cannot work before any classifier trains (they are read later)."""
+    if cfg.order not in ("forward", "backward"):
+        raise ConfigError(f"cgma.order must be 'forward' or 'backward', got {cfg.order!r}")
+    if cfg.verify not in VERIFY_MODES:
+        raise ConfigError(f"cgma.verify must be one of {VERIFY_MODES}, got {cfg.verify!r}")
+    for key in ("k", "map_size", "batch_size", "shard_size"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"cgma.{key} must be a positive integer, got {cfg[key]!r}")
 
 
 @dataclass
