@@ -127,12 +127,13 @@ def measure_streaming(args, workdir: Path) -> list[dict]:
                "--threads", str(args.threads)]  # fmt: skip
         enter = (lambda g=group: (g / "cgroup.procs").write_text(str(os.getpid()))) if group else None
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=enter, check=False)
+            # stderr passes through: the child's progress bar shows, and its errors
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=enter, check=False)
         finally:
             if group:
                 group.rmdir()
         if done.returncode != 0:
-            raise RuntimeError(f"precompute of {images} images failed:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"precompute of {images} images failed (exit {done.returncode}); its error is above")
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["memory_limit_gib"] = args.memory_limit if group else None
         rows.append(row)
