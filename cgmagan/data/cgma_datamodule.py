@@ -147,8 +147,8 @@ class CGMADataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _fill(self, name: str, split: str, store: CGMAStore, shards=None) -> None:
-        todo = store.missing_shards(shards)
+    def _fill(self, name: str, split: str, store: CGMAStore, todo: list[int]) -> None:
+        """Compute and write the shards ``todo`` (found missing or damaged by the caller)."""
         if not todo:
             return
         rank, world = self._world()
@@ -157,7 +157,7 @@ class CGMADataModule(pl.LightningDataModule):
         computer = ShardComputer(self.sources[name], split, self.cfg)
         with tqdm(total=sum(len(store.shard_range(i)) for i in todo), desc=f"CGMA {name} {split}", unit="img",
                   leave=False) as bar:  # fmt: skip
-            store.fill(computer, shards=todo, progress=bar.update)
+            store.fill(computer, todo, progress=bar.update)
 
     def _finalize(self, name: str, split: str, store: CGMAStore) -> dict:
         infos = [s["info"] for s in store.shard_infos()]
@@ -175,11 +175,11 @@ class CGMADataModule(pl.LightningDataModule):
         """Complete, verified cache for one combination and split (single process, file-locked)."""
         store = self.store(name, split)
         with locked(store.root):
-            manifest = store.manifest()
-            if manifest is not None and not store.missing_shards():
+            missing, manifest = store.missing_shards(), store.manifest()
+            if manifest is not None and not missing:
                 return manifest
             store.remove_partial_shards()
-            self._fill(name, split, store)
+            self._fill(name, split, store, missing)
             return self._finalize(name, split, store)
 
     def prepare_data(self) -> None:
@@ -196,7 +196,7 @@ class CGMADataModule(pl.LightningDataModule):
             pending = [(n, s) for n in self.sources for s in SPLITS if self.store(n, s).manifest() is None]
             for name, split in pending:
                 store = self.store(name, split)
-                self._fill(name, split, store, shards=range(rank, store.num_shards, world))
+                self._fill(name, split, store, store.missing_shards(range(rank, store.num_shards, world)))
             self.trainer.strategy.barrier("cgma-shards")
             if rank == 0:
                 for name, split in pending:

@@ -123,12 +123,12 @@ class CGMAStore:
     def fill(
         self,
         compute: Callable[[range], tuple[dict[str, np.ndarray], dict]],
-        shards: Iterable[int] | None = None,
+        shards: Iterable[int],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Compute and write every missing shard among ``shards`` (all by default), one at a time:
-        memory holds one shard's arrays, whatever the size of the split."""
-        for i in self.missing_shards(shards):
+        """Compute and write ``shards`` (as found by :meth:`missing_shards`), one at a time: memory
+        holds one shard's arrays, whatever the size of the split."""
+        for i in shards:
             self.write_shard(i, *compute(self.shard_range(i)))
             if progress is not None:
                 progress(len(self.shard_range(i)))
@@ -137,10 +137,11 @@ class CGMAStore:
         return [json.loads((self.shard_dir(i) / "meta.json").read_text()) for i in range(self.num_shards)]
 
     def finalize(self, info: dict) -> dict:
-        """Write the manifest once every shard is present and verified."""
-        missing = self.missing_shards()
-        if missing:
-            raise RuntimeError(f"CGMA cache {self.root} is missing shards {missing}")
+        """Write the manifest once every shard is present. Verifying them is the caller's job, done once:
+        shards found intact by :meth:`missing_shards`, the others just written."""
+        absent = [i for i in range(self.num_shards) if not (self.shard_dir(i) / "meta.json").is_file()]
+        if absent:
+            raise RuntimeError(f"CGMA cache {self.root} is missing shards {absent}")
         shards = self.shard_infos()
         manifest = {
             "format": FORMAT_VERSION,
