@@ -36,7 +36,6 @@ from torch.utils.data import Dataset
 
 from cgmagan.backbones import build_backbone
 from cgmagan.data.cgma_datamodule import CGMADataModule, CGMASource
-from cgmagan.models.gan_module import CGMAGAN
 
 BACKBONE = "small_resnet"
 PRECOMPUTE_BATCH = 64
@@ -180,7 +179,7 @@ class StepTimer(pl.Callback):
 def gan_samples_per_second(gan_option: str, dm: CGMADataModule, steps: int) -> float:
     with initialize_config_module("cgmagan.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"gan={gan_option}", "conditioning=lsft"])
-    gan = CGMAGAN(instantiate(cfg.conditioning.generator), instantiate(cfg.gan.discriminator), lr=cfg.gan.lr)
+    gan = instantiate(cfg.gan.module)
     timer = StepTimer()
     # batches, not max_steps: with two optimisers every training step counts as two
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps + timer.skip, limit_val_batches=0,

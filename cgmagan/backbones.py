@@ -11,11 +11,13 @@ from pathlib import Path
 
 import torch
 import torchvision
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock
 
-from cgmagan.errors import ConfigError, WeightsNotFoundError
+from cgmagan.errors import ConfigError, UserError, WeightsNotFoundError
 
 
 def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
@@ -166,3 +168,15 @@ def build_backbone(name: str, in_channels: int, num_classes: int, pretrained: bo
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](in_channels, num_classes, pretrained)
+
+
+def build_net(backbone: dict, in_channels: int, num_classes: int) -> nn.Module:
+    """The backbone config's ``_target_`` called with its other keys (``input_size`` aside, the
+    data's business) plus the data's channels and classes: any factory with that signature works."""
+    kwargs = {k: v for k, v in backbone.items() if k != "input_size"}
+    try:
+        return instantiate(kwargs, in_channels=in_channels, num_classes=num_classes)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None  # its message already says what to change
+        raise

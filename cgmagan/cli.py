@@ -15,7 +15,8 @@ from cgmagan.pipeline import run_experiment
 log = logging.getLogger("cgmagan")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# the config tree ships inside the package (from the repository's conf/): found wherever this runs
+@hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
     try:
@@ -24,10 +25,8 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as err:  # the message says what to do; a traceback would only bury it
         log.error("%s", err)
         sys.exit(2)
-    if not results:  # a DDP worker rank: rank 0 evaluates and reports
-        return None
     # the GAN's mean Dice over training combinations: what a sweeper optimises
-    seen = [c["methods"]["gan"]["dice"] for c in results["combinations"] if c["seen"]]
+    seen = [c["methods"]["gan"]["dice"] for c in results["combinations"] if c["seen"] and "gan" in c["methods"]]
     return sum(seen) / len(seen) if seen else None
 
 

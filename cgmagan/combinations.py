@@ -44,9 +44,9 @@ def _option(cfg: DictConfig, group: str, name: str) -> DictConfig:
     interpolations (``${paths.data_dir}``, ``${seed}``) resolve against this run."""
     if cfg[group].name == name:
         return cfg[group]
-    path = resources.files("cgmagan") / "conf" / group / f"{name}.yaml"
+    path = resources.files("cgmagan.conf") / group / f"{name}.yaml"
     if not path.is_file():
-        options = sorted(p.name[:-5] for p in (resources.files("cgmagan") / "conf" / group).iterdir())
+        options = sorted(p.name[:-5] for p in (resources.files("cgmagan.conf") / group).iterdir())
         raise ConfigError(f"unknown {group} {name!r} in combinations; choose one of: {', '.join(options)}")
     with open_dict(cfg):
         if "_options" not in cfg:

@@ -9,6 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cgmagan.methods import METHODS  # noqa: E402
+from cgmagan.metrics.scores import SCORES, Score  # noqa: E402
+
 
 def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None):
     """One row per image: the image, then each map as a jet overlay (presentation only)."""
@@ -30,7 +33,7 @@ def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], 
             axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the column names
     return fig
 
 
@@ -40,25 +43,14 @@ def figure_to_array(fig) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-TABLE_COLUMNS = [
-    ("dice", "Dice@0.5", "{:.3f}"),
-    ("dice_matched_area", "Dice@20%", "{:.3f}"),
-    ("soft_dice", "soft Dice", "{:.3f}"),
-    ("pearson", "Pearson", "{:.3f}"),
-    ("mae", "MAE", "{:.3f}"),
-    ("average_drop", "Avg Drop %", "{:.1f}"),
-    ("average_drop_matched_area", "AD@20% %", "{:.1f}"),
-    ("increase_in_confidence", "Incr Conf %", "{:.1f}"),
-    ("win_vs_gradcam", "Win vs GC %", "{:.1f}"),
-    ("deletion_auc", "Del AUC↓", "{:.3f}"),
-    ("insertion_auc", "Ins AUC↑", "{:.3f}"),
-    ("pointing_game", "Pointing %", "{:.1f}"),
-    ("energy_in_mask", "Energy in mask %", "{:.1f}"),
-]
+def _column(score: Score, settings: dict) -> str:
+    return score.column.format(area=round(100 * settings["area"]))
 
 
 def markdown_table(results: dict) -> str:
-    """One table per combination: a row per method, a column per metric present."""
+    """One table per combination (a row per method, a column per score present), then a legend
+    of the methods and columns."""
+    settings = results["settings"]
     lines = []
     for combo in results["combinations"]:
         flag = ""
@@ -71,11 +63,18 @@ def markdown_table(results: dict) -> str:
             f"n = {combo['n_test']}{flag}"
         )
         lines.append("")
-        present = [c for c in TABLE_COLUMNS if any(c[0] in m for m in combo["methods"].values())]
-        lines.append("| method | " + " | ".join(c[1] for c in present) + " |")
+        present = [c for c in SCORES if any(c.key in m for m in combo["methods"].values())]
+        lines.append("| method | " + " | ".join(_column(c, settings) for c in present) + " |")
         lines.append("|---|" + "---:|" * len(present))
         for method, values in combo["methods"].items():
-            cells = [c[2].format(values[c[0]]) if values.get(c[0]) is not None else "–" for c in present]
+            cells = [c.fmt.format(values[c.key]) if values.get(c.key) is not None else "–" for c in present]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
+    shown = list(dict.fromkeys(m for combo in results["combinations"] for m in combo["methods"]))
+    lines.append("Methods: " + "; ".join(f"**{m}**: {METHODS[m].description}" for m in shown if m in METHODS) + ".")
+    lines.append("")
+    lines.append("Columns: " + "; ".join(
+        f"**{_column(c, settings)}**: {c.description.format(area=round(100 * settings['area']), steps=settings['deletion_steps'])}"
+        for c in SCORES
+    ) + ".")  # fmt: skip
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -57,3 +58,16 @@ def locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         yield
+
+
+def instantiate_list(node: DictConfig | None, what: str) -> list:
+    """Objects from a dict of ``_target_`` configs; an entry without one is an error, not skipped
+    (set an entry to null to disable it)."""
+    objects = []
+    for key, conf in (node or {}).items():
+        if conf is None:
+            continue
+        if not isinstance(conf, DictConfig) or "_target_" not in conf:
+            raise ValueError(f"{what} entry {key!r} has no _target_; give it one or set it to null to disable it")
+        objects.append(instantiate(conf))
+    return objects

@@ -6,14 +6,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from cgmagan.backbones import build_backbone
+from cgmagan.backbones import build_backbone, build_net
 from cgmagan.combinations import resolve_combinations
 from cgmagan.errors import UserError
-from cgmagan.models.classifier_module import ClassifierModule
-from cgmagan.pipeline import instantiate_list
+from cgmagan.utils import instantiate_list
 from tests.conftest import compose_config
 
-EXPERIMENTS = sorted(p.name[:-5] for p in (resources.files("cgmagan") / "conf" / "experiment").iterdir() if p.name.endswith(".yaml"))
+EXPERIMENTS = sorted(p.name[:-5] for p in (resources.files("cgmagan.conf") / "experiment").iterdir() if p.name.endswith(".yaml"))
 
 
 def test_there_are_experiments():
@@ -58,16 +57,17 @@ def tiny_net(in_channels: int, num_classes: int, width: int) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))  # fmt: skip
 
 
-def test_backbone_target_builds_the_classifier_and_bad_names_are_user_errors():
+def test_backbone_target_builds_the_classifier_and_bad_names_are_user_errors(tmp_path):
     own = {"_target_": "tests.test_configs.tiny_net", "width": 5, "input_size": None}
-    module = ClassifierModule(own, in_channels=1, num_classes=3, mean=[0.5], std=[0.5])
+    cfg = compose_config(tmp_path)
+    module = instantiate(cfg.classifier.module, net=build_net(own, 1, 3), num_classes=3, mean=[0.5], std=[0.5])
     convs = [m for m in module.net.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 5), (5, 5)]
     assert module.net(torch.rand(2, 1, 12, 12)).shape == (2, 3)
 
     packaged = {"_target_": "cgmagan.backbones.build_backbone", "name": "no_such_net", "pretrained": False}
     with pytest.raises(UserError, match="unknown backbone 'no_such_net'; choose one of"):
-        ClassifierModule(packaged, in_channels=3, num_classes=3, mean=[0.5] * 3, std=[0.5] * 3)
+        build_net(packaged, 3, 3)
 
 
 def test_pretrained_weights_missing_from_the_local_cache_is_a_user_error(tmp_path, monkeypatch):

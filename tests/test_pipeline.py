@@ -1,12 +1,15 @@
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from cgmagan.methods import METHODS, ExplanationMethod
 from cgmagan.pipeline import run_experiment
 from tests.cache_helpers import tree_bytes
 from tests.conftest import TINY, compose_config
@@ -14,24 +17,34 @@ from tests.conftest import TINY, compose_config
 ROOT = Path(__file__).resolve().parents[1]
 
 METRICS = ("dice", "soft_dice", "average_drop", "increase_in_confidence", "win_vs_gradcam")
-METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gaussian")
+CORE_METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gaussian")
 
 
 @pytest.mark.parametrize("conditioning", ["lsft", "gsft"])
-def test_tiny_end_to_end_run_writes_finite_results(tmp_path, conditioning):
+def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(tmp_path, monkeypatch, conditioning):
+    # one more method in the registry: Grad-CAM's own maps, so its scores must be Grad-CAM's
+    again = ExplanationMethod("gradcam_again", "Grad-CAM once more (a test entry)", lambda ev, b: b["target"].clone())
+    monkeypatch.setitem(METHODS, again.name, again)
     cfg = compose_config(tmp_path, [*TINY, f"conditioning={conditioning}"])
     results = run_experiment(cfg)
     out = Path(cfg.paths.output_dir)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["combinations"] == results["combinations"]
-    assert (out / "results.md").read_text().count("| gan |") == 3
+    table = (out / "results.md").read_text()
+    assert table.count("| gan |") == table.count("| gradcam_again |") == 3
+    assert "**gradcam_again**: Grad-CAM once more" in table
     assert (out / "overlays.png").stat().st_size > 10_000
+    columns = Image.open(out / "overlays.png").text["Description"]
+    assert columns == "columns: input, " + ", ".join(METHODS)
+    for combo in results["combinations"]:
+        assert list(combo["methods"]) == list(METHODS)
+        assert combo["methods"]["gradcam_again"] == pytest.approx(combo["methods"]["gradcam"], abs=1e-9)
     kinds = [(c["dataset"], c["backbone"], c["seen"], c["kind"]) for c in results["combinations"]]
     assert kinds == [("digits", "small_vgg", True, "seen"), ("shapes", "small_resnet", True, "seen"),
                      ("shapes", "small_mobilenet", False, "unseen_backbone")]  # fmt: skip
     for combo in results["combinations"]:
         assert 0 <= combo["classifier_accuracy"] <= 1 and 0 <= combo["zero_target_share"] <= 1
-        for method in METHODS:
+        for method in CORE_METHODS:
             for metric in METRICS:
                 value = combo["methods"][method][metric]
                 assert math.isfinite(value), (combo["dataset"], method, metric)
@@ -87,28 +100,39 @@ def test_bad_cgma_settings_fail_before_any_training(tmp_path, override):
     assert not (tmp_path / "cache").exists()
 
 
-def run_cli(tmp_path: Path, name: str, overrides: list[str]) -> tuple[Path, str]:
+def run_cli(tmp_path: Path, name: str, overrides: list[str], cache: Path | None = None) -> tuple[Path, str]:
     """``python run.py`` in a subprocess (how DDP really launches), everything inside ``tmp_path``."""
     out = tmp_path / name
-    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, *overrides, f"paths.cache_dir={tmp_path / name / 'cache'}",
+    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, *overrides, f"paths.cache_dir={cache or out / 'cache'}",
            f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     return out, done.stdout + done.stderr
 
 
-def test_full_pipeline_under_ddp_on_two_cpu_processes_matches_a_single_process_cache(tmp_path):
-    ddp, _ = run_cli(tmp_path, "ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_process(tmp_path):
     single, _ = run_cli(tmp_path, "single", [])
+    first = json.loads((single / "results.json").read_text())
+    cache = single / "cache"
+    reference = tree_bytes(cache / "cgma")
+    shutil.rmtree(cache / "cgma")  # recomputed by both ranks from the same classifiers
+    ddp, _ = run_cli(tmp_path, "ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                       f"gan.checkpoint={first['gan_checkpoint']}"], cache=cache)  # fmt: skip
 
     worker_log = (ddp / "train_ddp_process_1.log").read_text()
-    assert "reused from" in worker_log, "rank 1 loads the classifiers rank 0 trained"
-    assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log), "rank 1 computes its share"
-    assert tree_bytes(ddp / "cache" / "cgma") == tree_bytes(single / "cache" / "cgma")
-    results = json.loads((ddp / "results.json").read_text())
-    assert [c["dataset"] + "/" + c["backbone"] for c in results["combinations"]] == [
-        "digits/small_vgg", "shapes/small_resnet", "shapes/small_mobilenet"]  # fmt: skip
-    assert all(math.isfinite(c["methods"]["gan"]["dice"]) for c in results["combinations"])
+    assert "reused from" in worker_log and "training classifier" not in worker_log
+    assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log), "rank 1 computes its shards"
+    assert re.search(r"rank 1 of 2 scores [1-9]\d* of \d+ test images", worker_log), "rank 1 scores its images"
+    assert tree_bytes(cache / "cgma") == reference
+    second = json.loads((ddp / "results.json").read_text())
+    assert second["gan_checkpoint"] == first["gan_checkpoint"]
+    for one, two in zip(first["combinations"], second["combinations"], strict=True):
+        assert (one["n_test"], one["n_auc"]) == (two["n_test"], two["n_auc"]) == (24, 4)
+        assert one["methods"].keys() == two["methods"].keys()
+        for method, scores in one["methods"].items():
+            assert scores.keys() == two["methods"][method].keys()
+            for key, value in scores.items():
+                assert two["methods"][method][key] == pytest.approx(value, abs=1e-5), (one["dataset"], method, key)
 
 
 def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
@@ -118,8 +142,11 @@ def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
            f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
-    for job in ("0", "1"):
+    for job in ("0", "1"):  # each seed its own classifiers: trained, cached and explained by both ranks
         assert (sweep / job / "results.json").is_file()
-        assert "rank 1 of 2" in (sweep / job / "train_ddp_process_1.log").read_text()
+        worker_log = (sweep / job / "train_ddp_process_1.log").read_text()
+        assert "training classifier digits/small_vgg for 1 epochs on 2 process(es)" in worker_log
+        assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log)
+        assert "rank 1 of 2 scores" in worker_log
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "workers start no sweep of their own"
     assert not (tmp_path / "outputs").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -21,6 +22,15 @@ class TensorImageDataset(Dataset):
         if self.masks is None:
             return self.images[i], int(self.labels[i])
         return self.images[i], int(self.labels[i]), self.masks[i]
+
+
+def unrepeated_sampler(dataset: Dataset, trainer: pl.Trainer | None) -> UnrepeatedDistributedSampler | None:
+    """Under DDP, rank r takes items r, r + world, ... with nothing padded or repeated, so that
+    metrics summed over ranks equal one process's (Lightning's default sampler repeats items to
+    even out the ranks). None in a single process."""
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
@@ -68,22 +78,23 @@ class ClassificationDataModule(pl.LightningDataModule):
             self.setup()
         return self.splits[split]
 
-    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None, sampler=None) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size or self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             generator=generator,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        return self.loader("train", shuffle=True)  # under DDP, Lightning shards it with its own sampler
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
+        return self.loader("val", sampler=unrepeated_sampler(self.dataset("val"), self.trainer))
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        return self.loader("test", sampler=unrepeated_sampler(self.dataset("test"), self.trainer))

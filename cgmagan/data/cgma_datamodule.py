@@ -16,24 +16,12 @@ from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
 from cgmagan.data.base import ClassificationDataModule
-from cgmagan.data.cgma_store import VERIFY_MODES, CGMAStore, ShardedArrays
-from cgmagan.errors import ConfigError
+from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.utils import digest, locked
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-
-
-def check_cgma_settings(cfg) -> None:
-    """Refuse ``cgma.*`` values that cannot work before any classifier trains (they are read later)."""
-    if cfg.order not in ("forward", "backward"):
-        raise ConfigError(f"cgma.order must be 'forward' or 'backward', got {cfg.order!r}")
-    if cfg.verify not in VERIFY_MODES:
-        raise ConfigError(f"cgma.verify must be one of {VERIFY_MODES}, got {cfg.verify!r}")
-    for key in ("k", "map_size", "batch_size", "shard_size"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"cgma.{key} must be a positive integer, got {cfg[key]!r}")
 
 
 @dataclass
@@ -51,13 +39,14 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 class ShardComputer:
-    """Computes one shard's arrays: one forward and one backward pass per batch."""
+    """Computes one shard's arrays on ``device``: one forward and one backward pass per batch."""
 
-    def __init__(self, source: CGMASource, split: str, cfg):
-        self.model = source.classifier
+    def __init__(self, source: CGMASource, split: str, cfg, device: torch.device):
+        self.device = device
+        self.model = source.classifier.to(device)
         self.dataset = source.data.dataset(split)
         self.cfg = cfg
-        probe = self.dataset[0][0].unsqueeze(0)
+        probe = self.dataset[0][0].unsqueeze(0).to(device)
         self.layers = select_layers(self.model, probe)
         if len(self.layers) < 2:
             raise ValueError(f"{source.name}: the classifier has {len(self.layers)} usable conv layers; CGMAs need 2+")
@@ -69,7 +58,7 @@ class ShardComputer:
         size = self.cfg.map_size
         zero = 0
         for batch in loader:
-            x, y = batch[0], batch[1]
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
             cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
             probs = logits.softmax(1)
             arrays = {
@@ -82,13 +71,13 @@ class ShardComputer:
                 "prob": probs.max(1).values,
             }
             if len(batch) > 2:
-                mask = F.interpolate(batch[2][:, None].float(), size=size, mode="nearest")[:, 0]
+                mask = F.interpolate(batch[2][:, None].to(self.device).float(), size=size, mode="nearest")[:, 0]
                 arrays["mask"] = mask.to(torch.uint8)
             for name, t in arrays.items():
                 t = t.detach()
                 if t.is_floating_point() and name != "prob":
                     t = t.half()
-                out.setdefault(name, []).append(t.numpy())
+                out.setdefault(name, []).append(t.cpu().numpy())
             zero += int(is_zero_map(arrays["target"]).sum())
         info = {"layers": [n for n, _ in self.layers], "zero_targets": zero}
         return {n: np.concatenate(v) for n, v in out.items()}, info
@@ -116,14 +105,15 @@ class CGMADataset(Dataset):
 class CGMADataModule(pl.LightningDataModule):
     """``prepare_data`` precomputes (once, under a file lock); ``setup`` reads the cache. Under
     DDP, ``setup`` precomputes instead: rank r takes shards r, r + world, ... and rank 0 verifies
-    them and writes the manifests, so the bytes equal a single-process run.
+    them and writes the manifests, so the bytes equal a single-process run. The attached trainer
+    says which rank this is and on which device to compute (its strategy's root device).
 
     Training and validation batches pool the train/val splits of the training combinations;
     :meth:`arrays` gives any combination's split for evaluation.
     """
 
     def __init__(self, sources: list[CGMASource], train_names: list[str], cgma_cfg, cache_dir: str,
-                 batch_size: int = 32, num_workers: int = 0):  # fmt: skip
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0):  # fmt: skip
         super().__init__()
         self.sources = {s.name: s for s in sources}
         self.train_names = list(train_names)
@@ -131,7 +121,12 @@ class CGMADataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.seed = seed
         self.manifests: dict[tuple[str, str], dict] = {}
+
+    @property
+    def complete(self) -> bool:
+        return len(self.manifests) == len(self.sources) * len(SPLITS)
 
     def store(self, name: str, split: str) -> CGMAStore:
         source = self.sources[name]
@@ -144,8 +139,11 @@ class CGMADataModule(pl.LightningDataModule):
         return CGMAStore(folder, key, count, int(self.cfg.shard_size), verify=self.cfg.verify)
 
     def _world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def _fill(self, name: str, split: str, store: CGMAStore, todo: list[int]) -> None:
         """Compute and write the shards ``todo`` (found missing or damaged by the caller)."""
@@ -154,7 +152,7 @@ class CGMADataModule(pl.LightningDataModule):
         rank, world = self._world()
         log.info("CGMA %s %s: computing %d of %d shards (rank %d of %d)", name, split, len(todo), store.num_shards,
                  rank, world)  # fmt: skip
-        computer = ShardComputer(self.sources[name], split, self.cfg)
+        computer = ShardComputer(self.sources[name], split, self.cfg, self.device)
         with tqdm(total=sum(len(store.shard_range(i)) for i in todo), desc=f"CGMA {name} {split}", unit="img",
                   leave=False) as bar:  # fmt: skip
             store.fill(computer, todo, progress=bar.update)
@@ -183,7 +181,7 @@ class CGMADataModule(pl.LightningDataModule):
             return self._finalize(name, split, store)
 
     def prepare_data(self) -> None:
-        if self._world()[1] > 1:
+        if self._world()[1] > 1 or self.complete:
             return  # under DDP every rank computes its share in setup()
         for name in self.sources:
             for split in SPLITS:
@@ -207,9 +205,20 @@ class CGMADataModule(pl.LightningDataModule):
                 if (name, split) not in self.manifests:
                     self.manifests[(name, split)] = self._ensure(name, split)
 
-    def zero_target_share(self, name: str, split: str = "test") -> float:
-        m = self.manifests[(name, split)]
-        return m["zero_targets"] / max(1, m["count"])
+    def zero_target_share(self, name: str) -> float:
+        """Share of all-zero targets over every split of a combination."""
+        zero = sum(self.manifests[(name, s)]["zero_targets"] for s in SPLITS)
+        return zero / max(1, sum(self.manifests[(name, s)]["count"] for s in SPLITS))
+
+    def mean_train_target(self) -> torch.Tensor:
+        """The mean target over the GAN's training data (every training combination pooled) [S, S]."""
+        total, count = None, 0
+        for name in self.train_names:
+            for part in self.arrays(name, "train")["target"].parts:
+                s = torch.from_numpy(part.astype(np.float32)).sum(0)
+                total = s if total is None else total + s
+                count += len(part)
+        return total / max(1, count)
 
     def arrays(self, name: str, split: str) -> dict[str, ShardedArrays]:
         return self.store(name, split).load()
@@ -219,7 +228,7 @@ class CGMADataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._pooled("train"), batch_size=self.batch_size, shuffle=True, drop_last=False,
-                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))  # fmt: skip
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._pooled("val"), batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,16 +1,16 @@
-"""Stage classifier: the CNN to explain, trained with Lightning."""
+"""The CNN to explain, as a LightningModule built from ``conf/classifier`` (LHT-style: the network
+nested, the optimizer and scheduler as ``_partial_`` configs)."""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
-
-from cgmagan.errors import UserError
 
 
 class Normalize(nn.Module):
@@ -25,34 +25,26 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def build_net(backbone: dict, in_channels: int, num_classes: int) -> nn.Module:
-    """The backbone config's ``_target_`` called with its other keys (``input_size`` aside, the
-    data's business) plus the data's channels and classes: any factory with that signature works."""
-    kwargs = {k: v for k, v in backbone.items() if k != "input_size"}
-    try:
-        return instantiate(kwargs, in_channels=in_channels, num_classes=num_classes)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, UserError):
-            raise err.__cause__ from None  # its message already says what to change
-        raise
-
-
 class ClassifierModule(pl.LightningModule):
-    """Backbone behind a normalisation layer; cross-entropy, AdamW with a cosine schedule."""
+    """``net`` behind a normalisation layer (``self.net`` = Normalize -> net); cross-entropy.
+
+    ``optimizer`` is called with the parameters; ``scheduler`` (optional, stepped every batch) with
+    the optimizer, and with ``total_steps`` (the run's optimiser steps) when it takes that argument,
+    as OneCycleLR does.
+    """
 
     def __init__(
         self,
-        backbone: dict,
-        in_channels: int,
+        net: nn.Module,
         num_classes: int,
         mean,
         std,
-        lr: float = 2e-3,
-        weight_decay: float = 5e-4,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        self.net = nn.Sequential(Normalize(mean, std), build_net(backbone, in_channels, num_classes))
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = nn.Sequential(Normalize(mean, std), net)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -64,8 +56,8 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(self(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"classifier loss is {loss.item()} at step {self.global_step}: lower classifier.lr "
-                "or check the input data for NaNs"
+                f"classifier loss is {loss.item()} at step {self.global_step}: lower the classifier's learning rate "
+                "(classifier.module.optimizer.lr) or check the input data for NaNs"
             )
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -79,7 +71,11 @@ class ClassifierModule(pl.LightningModule):
         self.log("test/acc", self.test_acc)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        steps = self.trainer.estimated_stepping_batches
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=max(1, int(steps)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        kwargs = {}
+        if "total_steps" in inspect.signature(self.hparams.scheduler).parameters:
+            kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = self.hparams.scheduler(optimizer=optimizer, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,17 +1,17 @@
-"""Stage gan: the conditional GAN that learns to draw the target Grad-CAM from CGMAs."""
+"""The conditional GAN that learns to draw the target Grad-CAM from an image and its CGMAs, as a
+LightningModule built from ``conf/gan`` (generator and discriminator nested, optimizers as
+``_partial_`` configs). Figures are drawn by callbacks, not here."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
-import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cgmagan.metrics.agreement import dice_at_threshold
-from cgmagan.report import figure_to_array, overlay_grid
 
 
 def as_float32(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -31,17 +31,15 @@ class CGMAGAN(pl.LightningModule):
         self,
         generator: nn.Module,
         discriminator: nn.Module,
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
         lambda_l1: float = 100.0,
-        figure_dir: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["generator", "discriminator"])
+        self.save_hyperparameters(ignore=["generator", "discriminator"], logger=False)
         self.generator = generator
         self.discriminator = discriminator
         self.automatic_optimization = False
-        self._val_sample: dict[str, torch.Tensor] | None = None
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] in [0, 1], [B, K, S, S] -> heatmap [B, S, S] in [0, 1]."""
@@ -56,7 +54,7 @@ class CGMAGAN(pl.LightningModule):
         if bad:
             raise FloatingPointError(
                 f"GAN loss not finite at step {self.global_step}: {bad}. The last good checkpoint is "
-                "kept in the run's checkpoints folder; lower gan.lr or gan.lambda_l1 and rerun."
+                "kept in the run's checkpoints folder; lower the GAN's learning rates or gan.module.lambda_l1 and rerun."
             )
 
     def training_step(self, batch, _idx):
@@ -83,33 +81,16 @@ class CGMAGAN(pl.LightningModule):
         self._check_finite(loss_d=loss_d, loss_g=loss_g)
         self.log_dict({"train/loss_d": loss_d, "train/loss_g_adv": loss_adv, "train/l1": loss_l1}, prog_bar=True)
 
-    def validation_step(self, batch, idx):
+    def validation_step(self, batch, _idx) -> dict[str, torch.Tensor]:
+        """Logs val/l1 and val/dice; returns the generated maps for callbacks that draw them."""
         batch = as_float32(batch)
         fake = self(batch["image"], batch["cgma"])
         target = batch["target"]
         self.log("val/l1", F.l1_loss(fake, target), prog_bar=True, sync_dist=True)
         self.log("val/dice", dice_at_threshold(fake, target).mean(), prog_bar=True, sync_dist=True)
-        if idx == 0:
-            n = min(8, len(fake))
-            self._val_sample = {"image": batch["image"][:n], "target": target[:n], "generated": fake[:n]}
-
-    def on_validation_epoch_end(self) -> None:
-        if self._val_sample is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        s = {k: v.float().cpu() for k, v in self._val_sample.items()}
-        columns = {"input": None, "target Grad-CAM": s["target"], "generated": s["generated"]}
-        fig = overlay_grid(s["image"], columns, title=f"validation, epoch {self.current_epoch}")
-        if self.hparams.figure_dir:
-            folder = Path(self.hparams.figure_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            fig.savefig(folder / f"gan_val_epoch{self.current_epoch:03d}.png", dpi=80)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):  # W&B and others with image support
-                logger.log_image("val/grid", [figure_to_array(fig)], step=self.global_step)
-        plt.close(fig)
+        return {"generated": fake}
 
     def configure_optimizers(self):
-        betas = tuple(self.hparams.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas)
+        opt_g = self.hparams.optimizer_g(params=self.generator.parameters())
+        opt_d = self.hparams.optimizer_d(params=self.discriminator.parameters())
         return [opt_g, opt_d]

@@ -1,128 +1,105 @@
-"""Stage evaluate: GAN maps vs Grad-CAM and the no-training baselines, on every combination."""
+"""Stage evaluate: every registered explanation method (the GAN, Grad-CAM, the no-training
+baselines) scored on every combination's test images with ``trainer.test``; rank 0 writes
+``results.json``, ``results.md`` and the overlay figure."""
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+from omegaconf import DictConfig, OmegaConf
 
-from cgmagan.cam import normalize_maps
-from cgmagan.combinations import Combination
-from cgmagan.data.cgma_datamodule import CGMADataModule
-from cgmagan.metrics import faithfulness as fa
-from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, top_area_mask
-from cgmagan.models.gan_module import CGMAGAN
+from cgmagan.callbacks import OverlayFigure
+from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
+from cgmagan.methods import select_methods
+from cgmagan.models.evaluation_module import ExplanationEvaluator
+from cgmagan.report import markdown_table
+from cgmagan.runtime import Runtime
+from cgmagan.stages.gan import TrainedGAN
 
 log = logging.getLogger(__name__)
 
-ZERO_TARGET_FLAG = 0.05
+ZERO_TARGET_FLAG = 0.05  # a combination with more all-zero targets explains little
 
 
-def centred_gaussian(size: int, sigma: float) -> torch.Tensor:
-    """Peak-1 Gaussian at the centre, sigma as a share of the side."""
-    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * (sigma * size) ** 2))
-    return g / g.max()
+@dataclass
+class Evaluation:
+    """The stage's result: what ``results.json`` holds, and the markdown tables."""
+
+    results: dict
+    table: str
 
 
-def _tensor(a, dtype=torch.float32) -> torch.Tensor:
-    return torch.from_numpy(np.array(a)).to(dtype)  # a copy: memory maps are read-only
+def _command() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-@torch.no_grad()
-def generate(gan: CGMAGAN, images: torch.Tensor, cgmas: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    gan.eval()
-    return torch.cat([gan(images[i : i + batch_size], cgmas[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
+    """Entry point."""
+    cache = gan.cache
+    classifiers = cache.classifiers.all
+    ev = cfg.evaluate
+    datasets = [EvaluationDataset(c.name, c.data.dataset("test"), cache.test_rows(c.name),
+                                  min(len(c.data.dataset("test")), int(ev.max_images))) for c in classifiers]  # fmt: skip
+    evaluator = ExplanationEvaluator(
+        names=[c.name for c in classifiers],
+        classifiers=[c.module.net for c in classifiers],
+        has_masks=["mask" in ds.rows for ds in datasets],
+        gan=gan.module,
+        mean_train_target=cache.datamodule.mean_train_target(),
+        methods=select_methods(ev.methods),
+        auc_images=int(ev.auc_images),
+        deletion_steps=int(ev.deletion_steps),
+        area=float(ev.area),
+        gaussian_sigma=float(ev.gaussian_sigma),
+    )
+    out = Path(cfg.paths.output_dir)
+    overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows), row_labels=evaluator.names)
+    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=[overlays], enable_checkpointing=False)
+    log.info("evaluating %d methods on %d combinations: rank %d of %d scores %d of %d test images", len(evaluator.methods),
+             len(datasets), runtime.rank, runtime.world_size,
+             sum(len(range(runtime.rank, len(ds), runtime.world_size)) for ds in datasets), sum(map(len, datasets)))
+    trainer.test(evaluator, datamodule=EvaluationDataModule(datasets, batch_size=int(ev.batch_size)), verbose=False)
 
-
-def mean_training_target(dm: CGMADataModule) -> torch.Tensor:
-    """The mean target over the GAN's training data (all training combinations pooled)."""
-    total, count = None, 0
-    for name in dm.train_names:
-        targets = dm.arrays(name, "train")["target"]
-        for part in targets.parts:
-            s = _tensor(part).sum(0)
-            total = s if total is None else total + s
-            count += len(part)
-    return total / max(1, count)
-
-
-def localization(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-    """Pointing game (the map's maximum inside the object) and share of map energy inside it."""
-    flat, m = maps.flatten(1), masks.flatten(1).float()
-    peak = flat.argmax(1)
-    hit = m.gather(1, peak[:, None])[:, 0] * (flat.amax(1) > 0)
-    energy = (flat * m).sum(1) / flat.sum(1).clamp_min(1e-12)
-    return {"pointing_game": float(100 * hit.mean()), "energy_in_mask": float(100 * energy.mean())}
-
-
-def evaluate_combination(
-    combo: Combination, classifier: nn.Module, accuracy: float, gan: CGMAGAN, dm: CGMADataModule,
-    mean_target: torch.Tensor, cfg,
-) -> tuple[dict, dict[str, torch.Tensor]]:  # fmt: skip
-    arrays = dm.arrays(combo.name, "test")
-    n = min(len(arrays["target"]), int(cfg.evaluate.max_images))
-    take = {k: v.rows(0, n) for k, v in arrays.items()}
-    target, images = _tensor(take["target"]), _tensor(take["image"])
-    size = target.shape[-1]
-    methods = {
-        "gradcam": target,
-        "gan": generate(gan, images, _tensor(take["cgma"])),
-        "last_cgma": normalize_maps(_tensor(take["cgma"][:, -1])),
-        "penultimate_gradcam": _tensor(take["penultimate"]),
-        "mean_train_target": mean_target.expand(n, -1, -1),
-        "centred_gaussian": centred_gaussian(size, cfg.evaluate.gaussian_sigma).expand(n, -1, -1),
+    entries = []
+    for clf, scores in zip(classifiers, evaluator.results):
+        share = cache.datamodule.zero_target_share(clf.name)
+        entry = {
+            "dataset": clf.combination.dataset,
+            "backbone": clf.combination.backbone,
+            "seen": clf.combination.seen,
+            "kind": clf.combination.kind,
+            "classifier_accuracy": clf.test_accuracy,
+            "zero_target_share": share,
+            "near_chance": clf.near_chance,
+            "flagged": share > ZERO_TARGET_FLAG or clf.near_chance,
+            "n_test": scores["n_images"],
+            "n_auc": scores["n_auc"],
+            "num_layers": cache.datamodule.manifests[(clf.name, "test")]["num_layers"],
+            "methods": scores["methods"],
+        }
+        if entry["flagged"]:
+            log.warning("%s: classifier accuracy %.1f %% (chance %.1f %%), %.1f %% all-zero targets: its explanations "
+                        "mean little", clf.name, 100 * clf.test_accuracy, 100 / clf.data.num_classes, 100 * share)  # fmt: skip
+        entries.append(entry)
+    results = {
+        "command": _command(),
+        "conditioning": cfg.conditioning.name,
+        "seed": cfg.seed,
+        "train_combinations": [c.name for c in cache.classifiers.train],
+        "gan_checkpoint": str(gan.checkpoint) if gan.checkpoint else None,
+        "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps)},
+        "combinations": entries,
+        "config": OmegaConf.to_container(cfg, resolve=True),
     }
-
-    # faithfulness needs the classifier's own input: the test images at full resolution
-    test = dm.sources[combo.name].data.dataset("test")
-    x = torch.stack([test[i][0] for i in range(n)])
-    classes = _tensor(take["pred"], torch.long)
-    y = fa.class_probability(classifier, x, classes)
-    n_auc = min(n, int(cfg.evaluate.auc_images))
-
-    results: dict[str, dict] = {}
-    drops = {}
-    for name, maps in methods.items():
-        row = {k: float(f(maps, target).mean()) for k, f in AGREEMENT_METRICS.items()}
-        row["both_empty"] = int(both_empty(maps, target).sum())
-        full = fa.resize_maps(maps, tuple(x.shape[-2:]))
-        o = fa.class_probability(classifier, fa.explanation_image(x, full), classes)
-        drops[name] = fa.relative_drop(y, o)
-        row["average_drop"] = fa.average_drop(y, o)
-        row["increase_in_confidence"] = fa.increase_in_confidence(y, o)
-        o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, cfg.evaluate.area)), classes)
-        row["average_drop_matched_area"] = fa.average_drop(y, o_area)
-        if n_auc > 0:
-            dele, ins = fa.deletion_insertion_auc(classifier, x[:n_auc], full[:n_auc], classes[:n_auc], cfg.evaluate.deletion_steps)
-            row["deletion_auc"], row["insertion_auc"] = float(dele.mean()), float(ins.mean())
-        if "mask" in take:
-            row.update(localization(maps, _tensor(take["mask"])))
-        results[name] = row
-    for name, row in results.items():
-        row["win_vs_gradcam"] = fa.win_percent(drops[name], drops["gradcam"])
-
-    zero = sum(dm.manifests[(combo.name, s)]["zero_targets"] for s in ("train", "val", "test"))
-    total = sum(dm.manifests[(combo.name, s)]["count"] for s in ("train", "val", "test"))
-    share = zero / max(1, total)
-    chance = 1 / dm.sources[combo.name].data.num_classes
-    entry = {
-        "dataset": combo.dataset,
-        "backbone": combo.backbone,
-        "seen": combo.seen,
-        "kind": combo.kind,
-        "classifier_accuracy": accuracy,
-        "zero_target_share": share,
-        "near_chance": accuracy < 2 * chance,
-        "flagged": share > ZERO_TARGET_FLAG or accuracy < 2 * chance,
-        "n_test": n,
-        "n_auc": n_auc,
-        "num_layers": dm.manifests[(combo.name, "test")]["num_layers"],
-        "methods": results,
-    }
-    if entry["flagged"]:
-        log.warning("%s: classifier accuracy %.1f %% (chance %.1f %%), %.1f %% all-zero targets: its explanations "
-                    "mean little", combo.name, 100 * accuracy, 100 * chance, 100 * share)  # fmt: skip
-    return entry, {"image": images, **methods}
+    table = markdown_table(results)
+    if runtime.is_global_zero:
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        (out / "results.md").write_text(f"# Results\n\nCommand: `{results['command']}`\n\n{table}\n")
+        print(table)
+        log.info("results written to %s", out)
+    return Evaluation(results, table)

@@ -1,0 +1,112 @@
+"""Lightning callbacks: BatchNorm recalibration after classifier training, and the figures
+(validation grids, test overlays) that stay out of the LightningModules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from cgmagan.report import figure_to_array, overlay_grid
+from cgmagan.runtime import all_gather_objects
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, loader, max_batches: int, device: torch.device | None = None) -> None:
+    """Re-estimate BN running statistics as a plain average over training batches: after a
+    short run the momentum-averaged statistics lag the weights and eval mode sits at chance."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or max_batches <= 0:
+        return
+    momenta = {m: m.momentum for m in bns}
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for i, batch in enumerate(loader):
+        if i >= max_batches:
+            break
+        model(batch[0].to(device) if device is not None else batch[0])
+    for m in bns:
+        m.momentum = momenta[m]
+    model.train(was_training)
+
+
+class BatchNormRecalibration(pl.Callback):
+    """After training, :func:`recalibrate_batchnorm` of ``pl_module.net`` over ``loader``. Give
+    every DDP rank the same loader (not the sharded training one) and the ranks keep equal weights."""
+
+    def __init__(self, loader: DataLoader, max_batches: int = 50):
+        self.loader, self.max_batches = loader, max_batches
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        batches = 1 if trainer.fast_dev_run else self.max_batches
+        recalibrate_batchnorm(pl_module.net, self.loader, batches, pl_module.device)
+
+
+def _log_figure(trainer: pl.Trainer, key: str, fig) -> None:
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):  # W&B and others with image support
+            logger.log_image(key, [figure_to_array(fig)], step=trainer.global_step)
+
+
+class ValidationGrid(pl.Callback):
+    """Each validation epoch: the first ``rows`` images with their target Grad-CAM and the
+    generated map, saved to ``dirpath`` and sent to loggers that take images."""
+
+    def __init__(self, dirpath: str, rows: int = 8):
+        self.dirpath, self.rows = Path(dirpath), rows
+        self._sample: dict[str, torch.Tensor] | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            n = self.rows
+            self._sample = {"image": batch["image"][:n], "target Grad-CAM": batch["target"][:n],
+                            "generated": outputs["generated"][:n]}  # fmt: skip
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._sample is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        s = {k: v.detach().float().cpu() for k, v in self._sample.items()}
+        image = s.pop("image")
+        fig = overlay_grid(image, {"input": None, **s}, title=f"validation, epoch {trainer.current_epoch}")
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.dirpath / f"gan_val_epoch{trainer.current_epoch:03d}.png", dpi=80)
+        _log_figure(trainer, "val/grid", fig)
+        plt.close(fig)
+
+
+class OverlayFigure(pl.Callback):
+    """After ``trainer.test`` of an :class:`~cgmagan.models.evaluation_module.ExplanationEvaluator`:
+    the first ``rows`` test images of every combination (gathered from every rank), with each
+    method's map as a column, saved to ``path``; the column names go into the PNG's metadata."""
+
+    def __init__(self, path: str | Path, rows: int = 4, row_labels: list[str] | None = None):
+        self.path, self.rows, self.row_labels = Path(path), rows, row_labels
+        self._kept: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        for j in (batch["index"] < self.rows).nonzero()[:, 0].tolist():
+            item = {"input": batch["image"][j].float().cpu()}
+            item.update({name: maps[j].float().cpu() for name, maps in outputs["maps"].items()})
+            self._kept.append((dataloader_idx, int(batch["index"][j]), item))
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        kept = sorted((k for part in all_gather_objects(self._kept) for k in part), key=lambda k: k[:2])
+        self._kept = []
+        if not kept or not trainer.is_global_zero:
+            return
+        items = [item for _, _, item in kept]
+        columns = list(items[0])
+        images = torch.stack([item["input"] for item in items])
+        maps = {"input": None, **{c: torch.stack([item[c] for item in items]) for c in columns[1:]}}
+        labels = [self.row_labels[combo] if self.row_labels else str(combo) for combo, _, _ in kept]
+        fig = overlay_grid(images, maps, title="Grad-CAM vs the other methods on test images", row_labels=labels)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.path, dpi=90, metadata={"Description": "columns: " + ", ".join(columns)})
+        _log_figure(trainer, "test/overlays", fig)
+        plt.close(fig)

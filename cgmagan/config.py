@@ -1,0 +1,57 @@
+"""The run's config checked once, before any work starts: later code trusts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, open_dict
+
+from cgmagan.combinations import resolve_combinations
+from cgmagan.data.cgma_store import VERIFY_MODES
+from cgmagan.errors import ConfigError
+from cgmagan.methods import METHODS, REFERENCE_METHOD
+
+
+def _positive(node: DictConfig, prefix: str, keys: tuple[str, ...], allow_zero: bool = False) -> None:
+    for key in keys:
+        value = node[key]
+        if value is None and key == "max_per_split":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+            need = "a non-negative" if allow_zero else "a positive"
+            raise ConfigError(f"{prefix}.{key} must be {need} integer, got {value!r}")
+
+
+def _one_of(value, choices, name: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the first value that cannot work, with what is accepted."""
+    cgma = cfg.cgma
+    _one_of(cgma.order, ("forward", "backward"), "cgma.order")
+    _one_of(cgma.verify, VERIFY_MODES, "cgma.verify")
+    _positive(cgma, "cgma", ("k", "map_size", "batch_size", "shard_size", "max_per_split"))
+
+    ev = cfg.evaluate
+    _positive(ev, "evaluate", ("max_images", "deletion_steps", "batch_size"))
+    _positive(ev, "evaluate", ("auc_images", "overlay_rows"), allow_zero=True)
+    if not 0 < float(ev.area) <= 1:
+        raise ConfigError(f"evaluate.area is a share of pixels in (0, 1], got {ev.area!r}")
+    if float(ev.gaussian_sigma) <= 0:
+        raise ConfigError(f"evaluate.gaussian_sigma must be positive, got {ev.gaussian_sigma!r}")
+    for name in ev.methods or []:
+        _one_of(name, METHODS, "each of evaluate.methods")
+    if ev.methods and REFERENCE_METHOD not in ev.methods:
+        raise ConfigError(f"evaluate.methods must include {REFERENCE_METHOD!r}: every method is scored against it")
+
+    resolve_combinations(cfg)  # unknown dataset or backbone names
+
+
+def resolve_paths(cfg: DictConfig) -> None:
+    """Absolute paths, so that nothing depends on where a launcher runs a job."""
+    with open_dict(cfg):
+        for key in ("data_dir", "cache_dir", "output_dir"):
+            cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
+    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)

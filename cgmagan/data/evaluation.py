@@ -1,0 +1,69 @@
+"""Test items for evaluation: the classifier's input image beside its CGMA cache row, checked to
+belong together, one loader per combination, each split across DDP ranks without repeats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from cgmagan.data.base import unrepeated_sampler
+from cgmagan.data.cgma_datamodule import to_rgb
+from cgmagan.data.cgma_store import ShardedArrays
+from cgmagan.errors import UserError
+
+# cached images are float16 (~5e-4 resolution in [0, 1]); another image differs by far more
+IMAGE_MATCH_ATOL = 5e-3
+
+
+class CacheMismatchError(UserError):
+    """A cache row does not hold the image the dataset has at that index."""
+
+
+class EvaluationDataset(Dataset):
+    """Item i: ``input`` (test image i as the classifier takes it) and cache row i (``image``,
+    ``cgma``, ``target``, ``penultimate``, ``pred``, ``label`` [, ``mask``]), with ``index`` i.
+
+    Each item is checked: the cached label and the cached map-size image must be those of the
+    test image, so a cache built from other data can never be scored against these images.
+    """
+
+    def __init__(self, name: str, images: Dataset, rows: dict[str, ShardedArrays], count: int):
+        if count > min(len(images), len(rows["target"])):
+            raise CacheMismatchError(f"{name}: {count} test images asked for, but the dataset has {len(images)} and "
+                                     f"its CGMA cache {len(rows['target'])}")  # fmt: skip
+        self.name, self.images, self.rows, self.count = name, images, rows, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.images[i]
+        x, label = item[0], int(item[1])
+        row = {k: torch.from_numpy(np.array(v[i])) for k, v in self.rows.items()}
+        cached = row["image"].float()
+        resized = F.interpolate(to_rgb(x[None].float()), size=cached.shape[-2:], mode="bilinear", align_corners=False)
+        if int(row["label"]) != label or not torch.allclose(resized[0].clamp(0, 1), cached, atol=IMAGE_MATCH_ATOL):
+            raise CacheMismatchError(
+                f"{self.name}: CGMA cache row {i} does not hold test image {i} (label {int(row['label'])} vs {label}, "
+                "or other pixels): the test data changed after the cache was built. Delete that combination's "
+                "folders under <paths.cache_dir>/cgma and rerun."
+            )
+        return {"index": torch.tensor(i), "input": x, **row}
+
+
+class EvaluationDataModule(pl.LightningDataModule):
+    """One test loader per combination, in the order of ``datasets``."""
+
+    def __init__(self, datasets: list[EvaluationDataset], batch_size: int = 64, num_workers: int = 0):
+        super().__init__()
+        self.datasets, self.batch_size, self.num_workers = datasets, batch_size, num_workers
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
+                       sampler=unrepeated_sampler(ds, getattr(self, "trainer", None)))
+            for ds in self.datasets
+        ]  # fmt: skip

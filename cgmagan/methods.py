@@ -1,0 +1,70 @@
+"""The explanation methods that evaluation scores: one registry, from which ``results.json``,
+``results.md``, the overlay figure and logger panels all derive. Adding a method is one
+:func:`register` call; its function maps a test batch to heatmaps [B, S, S] in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from cgmagan.cam import normalize_maps
+
+if TYPE_CHECKING:
+    from cgmagan.models.evaluation_module import ExplanationEvaluator
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ExplanationMethod:
+    name: str
+    description: str
+    explain: Callable[[ExplanationEvaluator, Batch], torch.Tensor]
+
+
+METHODS: dict[str, ExplanationMethod] = {}
+REFERENCE_METHOD = "gradcam"  # what every method is compared with (agreement, Win %)
+
+
+def register(method: ExplanationMethod) -> ExplanationMethod:
+    METHODS[method.name] = method
+    return method
+
+
+def select_methods(names: list[str] | None) -> list[ExplanationMethod]:
+    """The named methods in the given order; all registered ones when ``names`` is empty."""
+    return [METHODS[n] for n in names] if names else list(METHODS.values())
+
+
+def _same_for_every_image(batch: Batch, heatmap: torch.Tensor) -> torch.Tensor:
+    return heatmap.expand(len(batch["target"]), -1, -1)
+
+
+register(ExplanationMethod(
+    "gradcam", "Grad-CAM of the target layer: the map the GAN learns to draw",
+    lambda ev, b: b["target"],
+))  # fmt: skip
+register(ExplanationMethod(
+    "gan", "the conditional GAN's heatmap from the image and its CGMAs",
+    lambda ev, b: ev.gan(b["image"], b["cgma"]),
+))  # fmt: skip
+register(ExplanationMethod(
+    "last_cgma", "the last CGMA (the mean of every selected layer's Grad-CAM), min-max normalised",
+    lambda ev, b: normalize_maps(b["cgma"][:, -1]),
+))  # fmt: skip
+register(ExplanationMethod(
+    "penultimate_gradcam", "Grad-CAM of the second-to-last selected conv layer",
+    lambda ev, b: b["penultimate"],
+))  # fmt: skip
+register(ExplanationMethod(
+    "mean_train_target", "the mean Grad-CAM target over the GAN's training data, the same map for every image",
+    lambda ev, b: _same_for_every_image(b, ev.mean_train_target),
+))  # fmt: skip
+register(ExplanationMethod(
+    "centred_gaussian", "a centred Gaussian, sigma = evaluate.gaussian_sigma of the side",
+    lambda ev, b: _same_for_every_image(b, ev.centred_gaussian),
+))  # fmt: skip

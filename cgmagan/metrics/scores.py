@@ -1,0 +1,89 @@
+"""What evaluation reports for every method: the scores, their table columns, and a torchmetrics
+``Metric`` that accumulates them per image, so that under DDP each rank scores its share of the
+test images and the ranks' sums are reduced before the means are taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchmetrics import Metric
+
+from cgmagan.metrics.agreement import AGREEMENT_METRICS
+
+
+@dataclass(frozen=True)
+class Score:
+    key: str
+    column: str  # "{area}" is replaced by evaluate.area in percent
+    fmt: str
+    description: str
+
+
+SCORES = (
+    Score("dice", "Dice@0.5", "{:.3f}", "Sørensen–Dice with Grad-CAM, both maps binarised at 0.5 (both empty counts 1)"),
+    Score("dice_matched_area", "Dice@{area}%", "{:.3f}", "Dice with each map binarised at its own top {area} % of pixels"),
+    Score("soft_dice", "soft Dice", "{:.3f}", "2·Σpt / (Σp² + Σt²) on the raw maps"),
+    Score("pearson", "Pearson", "{:.3f}", "Pearson correlation with Grad-CAM over pixels"),
+    Score("mae", "MAE", "{:.3f}", "mean absolute difference from Grad-CAM"),
+    Score("average_drop", "Avg Drop %", "{:.1f}", "100·mean(max(0, Y−O)/Y), O on image ⊙ map (lower is better)"),
+    Score("average_drop_matched_area", "AD@{area}% %", "{:.1f}", "Average Drop with the map's top {area} % of pixels as mask"),
+    Score("increase_in_confidence", "Incr Conf %", "{:.1f}", "100·mean(O > Y)"),
+    Score("win_vs_gradcam", "Win vs GC %", "{:.1f}", "share of images where the method's drop is below Grad-CAM's (ties ½)"),
+    Score("deletion_auc", "Del AUC↓", "{:.3f}", "RISE deletion AUC: top pixels set to 0, {steps} steps"),
+    Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a blurred copy, {steps} steps"),
+    Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object"),
+    Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object"),
+)
+AGREEMENT = tuple(AGREEMENT_METRICS)
+FAITHFULNESS = ("average_drop", "average_drop_matched_area", "increase_in_confidence", "win_vs_gradcam")
+LOCALIZATION = ("pointing_game", "energy_in_mask")
+AUC = ("deletion_auc", "insertion_auc")
+
+
+def per_image_keys(has_masks: bool) -> tuple[str, ...]:
+    """Scores that are a mean over every evaluated image (the AUCs cover a subset)."""
+    return AGREEMENT + FAITHFULNESS + (LOCALIZATION if has_masks else ())
+
+
+class ExplanationScores(Metric):
+    """Sums of per-image scores [method, score] for one combination; ``compute`` gives the means.
+
+    ``update`` takes per-image values [M, Q, B] for the keys of :func:`per_image_keys`, the
+    images where both the map and Grad-CAM are empty at 0.5 [M, B], and deletion / insertion AUCs
+    [M, 2, A] of the batch's AUC images. Sums are float64, so any split across ranks gives the
+    same means as one process to within rounding.
+    """
+
+    full_state_update = False
+
+    def __init__(self, methods: list[str], has_masks: bool):
+        super().__init__()
+        self.methods = list(methods)
+        self.keys = per_image_keys(has_masks)
+        m = len(self.methods)
+        self.add_state("sums", torch.zeros(m, len(self.keys), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("both_empty", torch.zeros(m, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("auc_sums", torch.zeros(m, 2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("auc_images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, per_image: torch.Tensor, both_empty: torch.Tensor, auc: torch.Tensor) -> None:
+        self.sums += per_image.double().sum(-1)
+        self.both_empty += both_empty.double().sum(-1)
+        self.images += per_image.shape[-1]
+        self.auc_sums += auc.double().sum(-1)
+        self.auc_images += auc.shape[-1]
+
+    def compute(self) -> dict:
+        """``{"n_images", "n_auc", "methods": {method: {score: mean, "both_empty": count}}}``."""
+        means = (self.sums / self.images.clamp_min(1)).tolist()
+        auc = (self.auc_sums / self.auc_images.clamp_min(1)).tolist()
+        methods = {}
+        for i, name in enumerate(self.methods):
+            row = dict(zip(self.keys, means[i]))
+            row["both_empty"] = int(self.both_empty[i])
+            if self.auc_images > 0:
+                row.update(zip(AUC, auc[i]))
+            methods[name] = row
+        return {"n_images": int(self.images), "n_auc": int(self.auc_images), "methods": methods}

@@ -1,0 +1,109 @@
+"""Evaluation as a LightningModule: ``trainer.test`` scores every registered explanation method
+on every combination's test images, on the trainer's device; under DDP each rank scores its
+share and the metric states are reduced across ranks."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from cgmagan.methods import REFERENCE_METHOD, ExplanationMethod
+from cgmagan.metrics import faithfulness as fa
+from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, top_area_mask
+from cgmagan.metrics.scores import ExplanationScores
+from cgmagan.models.gan_module import CGMAGAN, as_float32
+
+
+def centred_gaussian(size: int, sigma: float) -> torch.Tensor:
+    """Peak-1 Gaussian at the centre [size, size], sigma as a share of the side."""
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * (sigma * size) ** 2))
+    return g / g.max()
+
+
+def localization(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image, in %: the map's maximum inside the object (pointing game) and the share of the
+    map's total inside it (energy)."""
+    flat, m = maps.flatten(1), masks.flatten(1).float()
+    peak = flat.argmax(1)
+    hit = m.gather(1, peak[:, None])[:, 0] * (flat.amax(1) > 0)
+    energy = (flat * m).sum(1) / flat.sum(1).clamp_min(1e-12)
+    return {"pointing_game": 100 * hit, "energy_in_mask": 100 * energy}
+
+
+class ExplanationEvaluator(pl.LightningModule):
+    """Test dataloader i holds combination i's test items (:class:`EvaluationDataset`) and is
+    explained through ``classifiers[i]``. ``results`` holds each combination's scores after
+    ``trainer.test``, the same on every rank."""
+
+    def __init__(
+        self,
+        names: list[str],
+        classifiers: list[nn.Module],
+        has_masks: list[bool],
+        gan: CGMAGAN,
+        mean_train_target: torch.Tensor,
+        methods: list[ExplanationMethod],
+        auc_images: int = 64,
+        deletion_steps: int = 20,
+        area: float = 0.2,
+        gaussian_sigma: float = 0.25,
+    ):
+        super().__init__()
+        self.names = list(names)
+        self.classifiers = nn.ModuleList(classifiers)
+        self.gan = gan
+        self.methods = list(methods)
+        self.auc_images, self.deletion_steps, self.area = auc_images, deletion_steps, area
+        size = mean_train_target.shape[-1]
+        self.register_buffer("mean_train_target", mean_train_target.float())
+        self.register_buffer("centred_gaussian", centred_gaussian(size, gaussian_sigma))
+        method_names = [m.name for m in self.methods]
+        self.scores = nn.ModuleList(ExplanationScores(method_names, masks) for masks in has_masks)
+        self.results: list[dict] = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], _idx: int, dataloader_idx: int = 0) -> dict:
+        """Scores the batch; returns ``index`` and each method's ``maps`` for callbacks that draw them."""
+        batch = as_float32(batch)
+        classifier = self.classifiers[dataloader_idx]
+        x, target, classes = batch["input"], batch["target"], batch["pred"].long()
+        maps = {m.name: m.explain(self, batch).float() for m in self.methods}
+        y = fa.class_probability(classifier, x, classes)  # confidence on the unmasked image
+        in_auc = batch["index"] < self.auc_images
+
+        per_image, empty, auc, drops = [], [], [], {}
+        for name, heatmap in maps.items():
+            full = fa.resize_maps(heatmap, tuple(x.shape[-2:]))
+            o = fa.class_probability(classifier, fa.explanation_image(x, full), classes)
+            o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, self.area)), classes)
+            drops[name] = fa.relative_drop(y, o)
+            row = {k: f(heatmap, target) for k, f in AGREEMENT_METRICS.items()}
+            row["average_drop"] = 100 * drops[name].clamp_min(0)
+            row["average_drop_matched_area"] = 100 * fa.relative_drop(y, o_area).clamp_min(0)
+            row["increase_in_confidence"] = 100 * (o > y).float()
+            if "mask" in batch:
+                row.update(localization(heatmap, batch["mask"]))
+            per_image.append(row)
+            empty.append(both_empty(heatmap, target))
+            if in_auc.any():
+                dele, ins = fa.deletion_insertion_auc(classifier, x[in_auc], full[in_auc], classes[in_auc],
+                                                      self.deletion_steps)  # fmt: skip
+                auc.append(torch.stack([dele, ins]))
+            else:
+                auc.append(x.new_zeros(2, 0))
+        reference = drops[REFERENCE_METHOD]
+        for row, name in zip(per_image, maps):
+            row["win_vs_gradcam"] = 100 * ((drops[name] < reference).float() + 0.5 * (drops[name] == reference).float())
+
+        scores = self.scores[dataloader_idx]
+        values = torch.stack([torch.stack([row[k] for k in scores.keys]) for row in per_image])  # [M, Q, B]
+        scores.update(values, torch.stack(empty), torch.stack(auc))
+        return {"index": batch["index"], "maps": maps}
+
+    def on_test_epoch_end(self) -> None:
+        self.results = [metric.compute() for metric in self.scores]  # reduced across ranks
+        flat = {f"test/{name}/{method}/{key}": float(value)
+                for name, result in zip(self.names, self.results)
+                for method, row in result["methods"].items() for key, value in row.items()}  # fmt: skip
+        self.log_dict(flat, sync_dist=False)  # already reduced
