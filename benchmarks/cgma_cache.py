@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_module
@@ -50,13 +51,17 @@ class SyntheticImages(Dataset):
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def labels(self) -> np.ndarray:
+        return np.arange(self.count) % self.num_classes
+
     def __getitem__(self, i: int):
         image = torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(i))
-        return image, i % self.num_classes
+        return image, int(self.labels[i])
 
 
 class SyntheticSplits:
-    """What CGMADataModule asks of a classification datamodule: ``dataset(split)``."""
+    """What CGMADataModule asks of a classification datamodule: ``dataset(split)``, ``labels(split)``."""
 
     def __init__(self, train: int, size: int, held_out: int = 64):
         self.sizes = {"train": train, "val": held_out, "test": held_out}
@@ -64,6 +69,9 @@ class SyntheticSplits:
 
     def dataset(self, split: str) -> SyntheticImages:
         return SyntheticImages(self.sizes[split], self.size)
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.dataset(split).labels
 
 
 def cgma_datamodule(cache: Path, images: int, size: int, map_size: int, shard_size: int = 512,

@@ -171,9 +171,10 @@ def build_backbone(name: str, in_channels: int, num_classes: int, pretrained: bo
 
 
 def build_net(backbone: dict, in_channels: int, num_classes: int) -> nn.Module:
-    """The backbone config's ``_target_`` called with its other keys (``input_size`` aside, the
-    data's business) plus the data's channels and classes: any factory with that signature works."""
-    kwargs = {k: v for k, v in backbone.items() if k != "input_size"}
+    """The backbone config's ``_target_`` called with its other keys (``input_size`` and
+    ``target_layer`` aside: the data's and the CGMA stage's business) plus the data's channels and
+    classes: any factory with that signature works."""
+    kwargs = {k: v for k, v in backbone.items() if k not in ("input_size", "target_layer")}
     try:
         return instantiate(kwargs, in_channels=in_channels, num_classes=num_classes)
     except InstantiationException as err:

@@ -202,3 +202,12 @@ def test_two_jobs_sharing_a_cache_compute_each_shard_once(tmp_path):
     computed = [int(out.split("computed")[-1]) for out in outputs]
     assert sum(computed) == 8 + 2 + 2, f"shards computed per job: {computed}"  # every shard once, by one job
     assert tree_bytes(cache) == reference
+
+
+def test_the_gan_shuffle_follows_the_run_seed(tmp_path):
+    dm = make_datamodule(str(tmp_path))
+    dm.prepare_data()
+    first, again = (next(iter(dm.train_dataloader()))["target"] for _ in range(2))
+    dm.seed = 1
+    other = next(iter(dm.train_dataloader()))["target"]
+    assert torch.equal(first, again) and not torch.equal(first, other)

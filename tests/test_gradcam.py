@@ -1,10 +1,14 @@
+from importlib import resources
+
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
-from cgmagan.backbones import build_backbone
+from cgmagan.backbones import build_backbone, build_net
 from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, select_layers
+from cgmagan.errors import ConfigError
 
 
 def reference_gradcam(model, x, layer, target, size):
@@ -106,3 +110,39 @@ def test_constant_maps_become_zero_and_others_span_zero_to_one():
     out = normalize_maps(maps)
     assert out[0].abs().sum() == 0 and out[1].abs().sum() == 0
     assert out[2].min() == 0 and out[2].max() == 1
+
+
+MAIN_PATH_TARGETS = {
+    "small_vgg": "features.24",
+    "small_resnet": "stages.3.0.conv2",  # not stages.3.0.downsample.0, which runs after it
+    "small_mobilenet": "features.8.0",
+    "vgg16": "features.28",
+    "resnet18": "layer4.1.conv2",
+    "resnet50": "layer4.2.conv3",
+    "mobilenet_v2": "features.18.0",
+    "mobilenet_v3_small": "features.12.0",
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.name[:-5] for p in (resources.files("cgmagan.conf") / "backbone").iterdir()
+                                        if p.name.endswith(".yaml")))  # fmt: skip
+def test_every_backbone_config_targets_the_last_conv_of_its_main_path(name):
+    backbone = OmegaConf.to_container(OmegaConf.load(str(resources.files("cgmagan.conf") / "backbone" / f"{name}.yaml")))
+    net = build_net(backbone, 3, 4).eval()
+    x = torch.rand(1, 3, 32, 32) if name.startswith("small") else torch.rand(1, 3, 128, 128)
+    layers = select_layers(net, x, target=backbone["target_layer"])
+    assert layers[-1][0] == MAIN_PATH_TARGETS[name]
+    in_order = [n for n, _ in conv_layers(net, x)]
+    assert [n for n, _ in layers[:-1]] == [n for n in in_order if n != layers[-1][0]], "the others keep forward order"
+
+
+def test_the_target_layer_can_be_named_and_its_map_comes_last():
+    model = build_backbone("small_resnet", 3, 4).eval()
+    x = torch.rand(2, 3, 32, 32)
+    layers = select_layers(model, x, target="stages.2.0.conv2")
+    assert layers[-1][0] == "stages.2.0.conv2" and len(layers) == len(conv_layers(model, x))
+    cams, logits = multilayer_gradcam(model, x, layers, size=16)
+    torch.testing.assert_close(cams[:, -1], reference_gradcam(model, x, layers[-1][1], logits.argmax(1), 16),
+                               atol=1e-5, rtol=1e-4)  # fmt: skip
+    with pytest.raises(ConfigError, match="names 0 of the classifier's conv layers"):
+        select_layers(model, x, target="stages.9.conv")

@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
@@ -68,7 +69,7 @@ def test_every_stage_computes_on_the_trainer_root_device(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         train_classifiers(lazy, on_lazy)
     monkeypatch.setattr(cgma_datamodule, "select_layers", spy(seen.setdefault("cgma", []),
-                                                              lambda model, x: (x.device, device_of(model))))  # fmt: skip
+                                                              lambda model, x, **_: (x.device, device_of(model))))  # fmt: skip
     with pytest.raises(Stop):
         build_cgma_cache(lazy, classifiers, on_lazy)
     monkeypatch.setattr(CGMAGAN, "training_step", spy(seen.setdefault("gan", []),
@@ -111,15 +112,18 @@ def test_evaluation_items_refuse_a_cache_row_of_another_image(tmp_path):
     dm = make_datamodule(str(tmp_path))
     dm.prepare_data()
     data = dm.sources[NAME].data
-    rows = dm.arrays(NAME, "test")
-    good = EvaluationDataset(NAME, data.dataset("test"), rows, 16)
+    rows, indices = dm.arrays(NAME, "test"), dm.indices(NAME, "test")
+    every = np.arange(16)
+    good = EvaluationDataset(NAME, data.dataset("test"), rows, indices, every[::-1], every < 4)
     item = good[3]
-    assert int(item["index"]) == 3 and item["input"].shape == (3, 32, 32) and item["cgma"].shape == (4, 16, 16)
-    swapped = EvaluationDataset(NAME, data.dataset("val"), rows, 16)  # other images, same count
-    with pytest.raises(CacheMismatchError, match="does not hold test image 0"):
+    assert (int(item["index"]), bool(item["in_auc"])) == (3, True) and not good[4]["in_auc"]
+    torch.testing.assert_close(item["cgma"], torch.from_numpy(np.array(rows["cgma"][12])))  # row evaluated[3] = 12
+    assert item["input"].shape == (3, 32, 32) and item["cgma"].shape == (4, 16, 16)
+    swapped = EvaluationDataset(NAME, data.dataset("val"), rows, indices, every, every < 4)  # other images
+    with pytest.raises(CacheMismatchError, match="row 0 does not hold test image 0"):
         swapped[0]
-    with pytest.raises(CacheMismatchError, match="17 test images asked for"):
-        EvaluationDataset(NAME, data.dataset("test"), rows, 17)
+    with pytest.raises(CacheMismatchError, match="holds 16 rows, but 15 dataset items"):
+        EvaluationDataset(NAME, data.dataset("test"), rows, indices[:15], every, every < 4)
 
 
 def test_the_wheel_ships_every_subpackage_and_the_config_tree(tmp_path):

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cgmagan.errors import ConfigError
+
 DEGENERATE_RTOL = 1e-5
 
 
@@ -124,7 +126,7 @@ def multilayer_gradcam(
         size: output map size S (int or (H, W)); the input size when None.
 
     Returns:
-        ``(cams, logits)``: cams [B, L, S, S] in [0, 1] (constant maps are zero), logits [B, C]
+        ``(cams, logits)``: cams [B, L, S, S] in the order of ``layers``, in [0, 1] (constant maps are zero), logits [B, C]
         detached.
     """
     modules = [m[1] if isinstance(m, tuple) else m for m in layers]
@@ -135,27 +137,31 @@ def multilayer_gradcam(
     elif isinstance(size, int):
         size = (size, size)
 
-    saved: list[torch.Tensor] = []
-    first = modules[0]
+    saved: dict[int, torch.Tensor] = {}  # by position in ``modules``, whatever order they run in
+    calls = [0]
 
-    def save(module, _inputs, output):
-        # Parameters need no gradient: making the first layer's output a graph leaf records
-        # exactly the graph dy/dA needs, so backward skips every weight gradient.
-        if module is first and not output.requires_grad:
-            output = output.detach().requires_grad_(True)
-        saved.append(output)
-        return output
+    def saver(i: int):
+        def save(module, _inputs, output):
+            # Parameters need no gradient: making the first output to run a graph leaf records
+            # exactly the graph dy/dA needs, so backward skips every weight gradient.
+            if not saved and not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+            calls[0] += 1
+            saved[i] = output
+            return output
 
-    handles = [m.register_forward_hook(save) for m in modules]
+        return save
+
+    handles = [m.register_forward_hook(saver(i)) for i, m in enumerate(modules)]
     try:
         with torch.enable_grad(), _no_inplace_activations(model):
             logits = model(x)
     finally:
         for h in handles:
             h.remove()
-    if len(saved) != len(modules):
+    if calls[0] != len(modules) or len(saved) != len(modules):
         raise RuntimeError(
-            f"{len(modules)} layers were requested but {len(saved)} outputs were seen in the "
+            f"{len(modules)} layers were requested but {calls[0]} outputs were seen in the "
             "forward pass: a layer is unused or called more than once; pass the layers from "
             "conv_layers(model, example_input)."
         )
@@ -164,27 +170,55 @@ def multilayer_gradcam(
     elif isinstance(target, int):
         target = torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
     score = logits.gather(1, target.view(-1, 1).to(logits.device)).sum()
-    grads = torch.autograd.grad(score, saved)
+    activations = [saved[i] for i in range(len(modules))]
+    grads = torch.autograd.grad(score, activations)
     with torch.no_grad():
-        cams = _cams_from_activations([a.detach() for a in saved], list(grads), size)
+        cams = _cams_from_activations([a.detach() for a in activations], list(grads), size)
         cams = normalize_maps(cams)
     return cams, logits.detach()
 
 
+SHORTCUT_NAMES = ("downsample", "shortcut")  # residual projections: beside the main path, not on it
+
+
+def _is_shortcut(name: str) -> bool:
+    return any(part in SHORTCUT_NAMES for part in name.split("."))
+
+
+def _find_target(traced: list[tuple[str, nn.Conv2d, tuple[int, int]]], target: str | None):
+    if target is None:  # the last conv of the main path (a ResNet block runs its projection after conv2)
+        main = [t for t in traced if not _is_shortcut(t[0])]
+        return main[-1] if main else traced[-1]
+    found = [t for t in traced if t[0] == target or t[0].endswith("." + target)]
+    if len(found) != 1:
+        last = ", ".join(n for n, _, _ in traced[-6:])
+        raise ConfigError(
+            f"target layer {target!r} names {len(found)} of the classifier's conv layers; give the module name of "
+            f"one conv (backbone.target_layer), e.g. one of the last ones: {last}"
+        )
+    return found[0]
+
+
 def select_layers(
-    model: nn.Module, example_input: torch.Tensor, min_target_size: int = 4
+    model: nn.Module, example_input: torch.Tensor, target: str | None = None, min_target_size: int = 4
 ) -> list[tuple[str, nn.Conv2d]]:
-    """Conv layers for Grad-CAM (>= 2x2 outputs, forward order), checking that the deepest
-    conv keeps at least ``min_target_size`` x ``min_target_size`` so the target means something."""
+    """Conv layers for Grad-CAM: those with >= 2x2 outputs in forward order, the target last.
+
+    The target is the conv named ``target`` (a module name, or its end after a dot), by default
+    the last conv of the main path: residual shortcut projections (``downsample``, ``shortcut``)
+    are never the target. Its output must be at least ``min_target_size`` x ``min_target_size``,
+    or every target map is rounding noise.
+    """
     traced = _trace_convs(model, example_input)
     if not traced:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer to explain")
-    name, _, (h, w) = traced[-1]
+    chosen = _find_target(traced, target)
+    name, module, (h, w) = chosen
     if min(h, w) < min_target_size:
         raise ValueError(
-            f"the deepest conv layer ({name}) outputs {h}x{w} at input "
+            f"the target conv layer ({name}) outputs {h}x{w} at input "
             f"{tuple(example_input.shape[-2:])}: the Grad-CAM target needs at least "
             f"{min_target_size}x{min_target_size}, or every target map is rounding noise. Raise the "
             "classifier input size (dataset.input_size) or pick a backbone that downsamples less."
         )
-    return [(n, m) for n, m, hw in traced if min(hw) >= 2]
+    return [(n, m) for n, m, hw in traced if min(hw) >= 2 and m is not module] + [(name, module)]

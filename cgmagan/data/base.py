@@ -33,6 +33,23 @@ def unrepeated_sampler(dataset: Dataset, trainer: pl.Trainer | None) -> Unrepeat
     return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
 
 
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` items drawn at random (by ``seed``) within each class, each class
+    taking its share of ``n`` rounded by largest remainder, so every class count is within one of
+    its exact share. All indices when ``n`` covers every item. File datasets list their images in
+    class order: the first ``n`` rows would hold a few classes only."""
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / len(labels)
+    take = np.floor(exact).astype(int)
+    take[np.argsort(take - exact, kind="stable")[: n - take.sum()]] += 1  # largest remainders first
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))
+
+
 def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
     """Deterministic train/val/test index arrays with each class split by ``fractions``."""
     rng = np.random.default_rng(seed)
@@ -72,6 +89,10 @@ class ClassificationDataModule(pl.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def labels(self, split: str) -> np.ndarray:
+        """The class of every item of ``split``, without loading images."""
+        return np.asarray(self.dataset(split).labels)
 
     def dataset(self, split: str) -> Dataset:
         if not self.splits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
-from cgmagan.data.base import ClassificationDataModule
+from cgmagan.data.base import ClassificationDataModule, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.utils import digest, locked
 
@@ -26,12 +27,14 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class CGMASource:
-    """One combination to explain: its classifier (eval mode) and its data."""
+    """One combination to explain: its classifier (eval mode), its data, and the classifier's
+    module name whose Grad-CAM is the target (None: the last conv of the main path)."""
 
     name: str
     classifier: nn.Module
     data: ClassificationDataModule
     classifier_sha256: str
+    target_layer: str | None = None
 
 
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -41,19 +44,21 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 class ShardComputer:
     """Computes one shard's arrays on ``device``: one forward and one backward pass per batch."""
 
-    def __init__(self, source: CGMASource, split: str, cfg, device: torch.device):
+    def __init__(self, source: CGMASource, split: str, indices: np.ndarray, cfg, device: torch.device):
         self.device = device
         self.model = source.classifier.to(device)
         self.dataset = source.data.dataset(split)
+        self.indices = indices  # cache row r holds dataset item indices[r]
         self.cfg = cfg
-        probe = self.dataset[0][0].unsqueeze(0).to(device)
-        self.layers = select_layers(self.model, probe)
+        probe = self.dataset[int(indices[0])][0].unsqueeze(0).to(device)
+        self.layers = select_layers(self.model, probe, target=source.target_layer)
         if len(self.layers) < 2:
             raise ValueError(f"{source.name}: the classifier has {len(self.layers)} usable conv layers; CGMAs need 2+")
 
     def __call__(self, rows: range) -> tuple[dict[str, np.ndarray], dict]:
         """The shard's arrays, and what the manifest needs to know of them without rereading."""
-        loader = DataLoader(Subset(self.dataset, list(rows)), batch_size=self.cfg.batch_size, shuffle=False)
+        subset = Subset(self.dataset, [int(self.indices[r]) for r in rows])
+        loader = DataLoader(subset, batch_size=self.cfg.batch_size, shuffle=False)
         out: dict[str, list[np.ndarray]] = {}
         size = self.cfg.map_size
         zero = 0
@@ -123,20 +128,28 @@ class CGMADataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.manifests: dict[tuple[str, str], dict] = {}
+        self._indices: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def complete(self) -> bool:
         return len(self.manifests) == len(self.sources) * len(SPLITS)
 
+    def indices(self, name: str, split: str) -> np.ndarray:
+        """The dataset items that the cache of ``split`` holds, in cache order: all of them, or a
+        seeded stratified sample of ``cgma.max_per_split``."""
+        if (name, split) not in self._indices:
+            data = self.sources[name].data
+            limit = self.cfg.max_per_split or len(data.dataset(split))
+            self._indices[(name, split)] = stratified_subset(data.labels(split), int(limit), self.seed)
+        return self._indices[(name, split)]
+
     def store(self, name: str, split: str) -> CGMAStore:
-        source = self.sources[name]
-        count = len(source.data.dataset(split))
-        if self.cfg.max_per_split:
-            count = min(count, int(self.cfg.max_per_split))
+        source, rows = self.sources[name], self.indices(name, split)
         settings = {k: self.cfg[k] for k in ("k", "order", "exclude_target_layer", "map_size")}
-        key = digest({"classifier": source.classifier_sha256, "split": split, "count": count, "cgma": settings})
+        key = digest({"classifier": source.classifier_sha256, "split": split, "target_layer": source.target_layer,
+                      "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest(), "cgma": settings})  # fmt: skip
         folder = self.cache_dir / "cgma" / f"{name.replace('/', '-')}-{split}-{key}"
-        return CGMAStore(folder, key, count, int(self.cfg.shard_size), verify=self.cfg.verify)
+        return CGMAStore(folder, key, len(rows), int(self.cfg.shard_size), verify=self.cfg.verify)
 
     def _world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
@@ -152,7 +165,7 @@ class CGMADataModule(pl.LightningDataModule):
         rank, world = self._world()
         log.info("CGMA %s %s: computing %d of %d shards (rank %d of %d)", name, split, len(todo), store.num_shards,
                  rank, world)  # fmt: skip
-        computer = ShardComputer(self.sources[name], split, self.cfg, self.device)
+        computer = ShardComputer(self.sources[name], split, self.indices(name, split), self.cfg, self.device)
         with tqdm(total=sum(len(store.shard_range(i)) for i in todo), desc=f"CGMA {name} {split}", unit="img",
                   leave=False) as bar:  # fmt: skip
             store.fill(computer, todo, progress=bar.update)

@@ -23,35 +23,42 @@ class CacheMismatchError(UserError):
 
 
 class EvaluationDataset(Dataset):
-    """Item i: ``input`` (test image i as the classifier takes it) and cache row i (``image``,
-    ``cgma``, ``target``, ``penultimate``, ``pred``, ``label`` [, ``mask``]), with ``index`` i.
+    """Item i: ``input`` (the test image as the classifier takes it), its cache row (``image``,
+    ``cgma``, ``target``, ``penultimate``, ``pred``, ``label`` [, ``mask``]), ``index`` i and
+    ``in_auc`` (whether deletion / insertion are computed for it).
 
-    Each item is checked: the cached label and the cached map-size image must be those of the
-    test image, so a cache built from other data can never be scored against these images.
+    ``dataset_indices[r]`` is the dataset item that cache row r holds; ``evaluated`` lists the
+    cache rows to score, in order. Each item is checked: the cached label and the cached map-size
+    image must be those of the dataset item, so a cache built from other data is never scored
+    against these images.
     """
 
-    def __init__(self, name: str, images: Dataset, rows: dict[str, ShardedArrays], count: int):
-        if count > min(len(images), len(rows["target"])):
-            raise CacheMismatchError(f"{name}: {count} test images asked for, but the dataset has {len(images)} and "
-                                     f"its CGMA cache {len(rows['target'])}")  # fmt: skip
-        self.name, self.images, self.rows, self.count = name, images, rows, count
+    def __init__(self, name: str, images: Dataset, rows: dict[str, ShardedArrays], dataset_indices: np.ndarray,
+                 evaluated: np.ndarray, in_auc: np.ndarray):  # fmt: skip
+        if len(dataset_indices) != len(rows["target"]) or len(in_auc) != len(evaluated):
+            raise CacheMismatchError(f"{name}: the CGMA cache holds {len(rows['target'])} rows, but "
+                                     f"{len(dataset_indices)} dataset items were listed for it")  # fmt: skip
+        self.name, self.images, self.rows = name, images, rows
+        self.dataset_indices, self.evaluated, self.in_auc = dataset_indices, evaluated, in_auc
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.evaluated)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.images[i]
+        r = int(self.evaluated[i])
+        d = int(self.dataset_indices[r])
+        item = self.images[d]
         x, label = item[0], int(item[1])
-        row = {k: torch.from_numpy(np.array(v[i])) for k, v in self.rows.items()}
+        row = {k: torch.from_numpy(np.array(v[r])) for k, v in self.rows.items()}
         cached = row["image"].float()
         resized = F.interpolate(to_rgb(x[None].float()), size=cached.shape[-2:], mode="bilinear", align_corners=False)
         if int(row["label"]) != label or not torch.allclose(resized[0].clamp(0, 1), cached, atol=IMAGE_MATCH_ATOL):
             raise CacheMismatchError(
-                f"{self.name}: CGMA cache row {i} does not hold test image {i} (label {int(row['label'])} vs {label}, "
+                f"{self.name}: CGMA cache row {r} does not hold test image {d} (label {int(row['label'])} vs {label}, "
                 "or other pixels): the test data changed after the cache was built. Delete that combination's "
                 "folders under <paths.cache_dir>/cgma and rerun."
             )
-        return {"index": torch.tensor(i), "input": x, **row}
+        return {"index": torch.tensor(i), "in_auc": torch.tensor(bool(self.in_auc[i])), "input": x, **row}
 
 
 class EvaluationDataModule(pl.LightningDataModule):

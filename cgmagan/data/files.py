@@ -44,6 +44,10 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def labels(self) -> list[int]:
+        return [y for _, y in self.items]
+
     def __getitem__(self, i: int):
         path, label = self.items[i]
         return load_image(path, self.channels, self.size), label

@@ -33,9 +33,9 @@ def localization(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Ten
 
 
 class ExplanationEvaluator(pl.LightningModule):
-    """Test dataloader i holds combination i's test items (:class:`EvaluationDataset`) and is
-    explained through ``classifiers[i]``. ``results`` holds each combination's scores after
-    ``trainer.test``, the same on every rank."""
+    """Test dataloader i holds combination i's test items (:class:`EvaluationDataset`; deletion and
+    insertion for those marked ``in_auc``) and is explained through ``classifiers[i]``.
+    ``results`` holds each combination's scores after ``trainer.test``, the same on every rank."""
 
     def __init__(
         self,
@@ -45,7 +45,6 @@ class ExplanationEvaluator(pl.LightningModule):
         gan: CGMAGAN,
         mean_train_target: torch.Tensor,
         methods: list[ExplanationMethod],
-        auc_images: int = 64,
         deletion_steps: int = 20,
         area: float = 0.2,
         gaussian_sigma: float = 0.25,
@@ -55,7 +54,7 @@ class ExplanationEvaluator(pl.LightningModule):
         self.classifiers = nn.ModuleList(classifiers)
         self.gan = gan
         self.methods = list(methods)
-        self.auc_images, self.deletion_steps, self.area = auc_images, deletion_steps, area
+        self.deletion_steps, self.area = deletion_steps, area
         size = mean_train_target.shape[-1]
         self.register_buffer("mean_train_target", mean_train_target.float())
         self.register_buffer("centred_gaussian", centred_gaussian(size, gaussian_sigma))
@@ -70,7 +69,7 @@ class ExplanationEvaluator(pl.LightningModule):
         x, target, classes = batch["input"], batch["target"], batch["pred"].long()
         maps = {m.name: m.explain(self, batch).float() for m in self.methods}
         y = fa.class_probability(classifier, x, classes)  # confidence on the unmasked image
-        in_auc = batch["index"] < self.auc_images
+        in_auc = batch["in_auc"]
 
         per_image, empty, auc, drops = [], [], [], {}
         for name, heatmap in maps.items():

@@ -26,7 +26,8 @@ class CGMACache:
 
 def build_cgma_cache(cfg: DictConfig, classifiers: Classifiers, runtime: Runtime) -> CGMACache:
     """Entry point: compute what the cache lacks, verify the rest, read the manifests."""
-    sources = [CGMASource(c.name, c.module.net, c.data, c.checkpoint_sha256) for c in classifiers.all]
+    sources = [CGMASource(c.name, c.module.net, c.data, c.checkpoint_sha256, c.combination.backbone_cfg.get("target_layer"))
+               for c in classifiers.all]  # fmt: skip
     dm = CGMADataModule(sources, [c.name for c in classifiers.train], cfg.cgma, cfg.paths.cache_dir,
                         batch_size=cfg.gan.batch_size, num_workers=cfg.gan.num_workers, seed=cfg.seed or 0)  # fmt: skip
     runtime.attach(dm)

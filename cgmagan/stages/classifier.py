@@ -64,8 +64,9 @@ def classifier_key(combo: Combination, cfg: DictConfig) -> str:
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
             if k not in ("batch_size", "num_workers", "root", "download")}  # fmt: skip
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
-    return digest({"data": data, "input_size": combo.input_size,
-                   "backbone": OmegaConf.to_container(combo.backbone_cfg, resolve=True),
+    backbone = {k: v for k, v in OmegaConf.to_container(combo.backbone_cfg, resolve=True).items()
+                if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
+    return digest({"data": data, "input_size": combo.input_size, "backbone": backbone,
                    "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
                    "trainer": trainer, "seed": cfg.seed, "format": 3})  # fmt: skip
 

@@ -11,14 +11,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cgmagan.callbacks import OverlayFigure
+from cgmagan.data.base import stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
 from cgmagan.report import markdown_table
 from cgmagan.runtime import Runtime
+from cgmagan.stages.cgma import CGMACache
+from cgmagan.stages.classifier import TrainedClassifier
 from cgmagan.stages.gan import TrainedGAN
 
 log = logging.getLogger(__name__)
@@ -38,13 +42,24 @@ def _command() -> str:
     return " ".join(shlex.quote(a) for a in ["python", Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: int) -> EvaluationDataset:
+    """The cached test rows to score: ``evaluate.max_images`` of them and, among those, the
+    ``evaluate.auc_images`` for deletion / insertion, each a seeded stratified sample."""
+    rows = cache.test_rows(clf.name)
+    labels = rows["label"].rows(0, len(rows["label"]))
+    evaluated = stratified_subset(labels, int(ev.max_images), seed)
+    in_auc = np.zeros(len(evaluated), bool)
+    in_auc[stratified_subset(labels[evaluated], int(ev.auc_images), seed)] = True
+    indices = cache.datamodule.indices(clf.name, "test")
+    return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc)
+
+
 def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     """Entry point."""
     cache = gan.cache
     classifiers = cache.classifiers.all
     ev = cfg.evaluate
-    datasets = [EvaluationDataset(c.name, c.data.dataset("test"), cache.test_rows(c.name),
-                                  min(len(c.data.dataset("test")), int(ev.max_images))) for c in classifiers]  # fmt: skip
+    datasets = [test_items(c, cache, ev, cfg.seed or 0) for c in classifiers]
     evaluator = ExplanationEvaluator(
         names=[c.name for c in classifiers],
         classifiers=[c.module.net for c in classifiers],
@@ -52,7 +67,6 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         gan=gan.module,
         mean_train_target=cache.datamodule.mean_train_target(),
         methods=select_methods(ev.methods),
-        auc_images=int(ev.auc_images),
         deletion_steps=int(ev.deletion_steps),
         area=float(ev.area),
         gaussian_sigma=float(ev.gaussian_sigma),
