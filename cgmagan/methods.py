@@ -1,6 +1,8 @@
 """The explanation methods that evaluation scores: one registry, from which ``results.json``,
 ``results.md``, the overlay figure and logger panels all derive. Adding a method is one
-:func:`register` call; its function maps a test batch to heatmaps [B, S, S] in [0, 1].
+:func:`register` call; its function maps (the evaluator, a test batch of combination ``combo``)
+to heatmaps [B, S, S] in [0, 1]. ``ev.classifiers[combo]`` is that combination's classifier and
+``ev.target_modules[combo]`` its target conv layer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cgmagan.cam import normalize_maps
+from cgmagan.cam.package import PACKAGE_CAMS, package_cam
 
 if TYPE_CHECKING:
     from cgmagan.models.evaluation_module import ExplanationEvaluator
@@ -23,7 +26,7 @@ Batch = dict[str, torch.Tensor]
 class ExplanationMethod:
     name: str
     description: str
-    explain: Callable[[ExplanationEvaluator, Batch], torch.Tensor]
+    explain: Callable[[ExplanationEvaluator, Batch, int], torch.Tensor]
 
 
 METHODS: dict[str, ExplanationMethod] = {}
@@ -46,25 +49,46 @@ def _same_for_every_image(batch: Batch, heatmap: torch.Tensor) -> torch.Tensor:
 
 register(ExplanationMethod(
     "gradcam", "Grad-CAM of the target layer: the map the GAN learns to draw",
-    lambda ev, b: b["target"],
+    lambda ev, b, c: b["target"],
 ))  # fmt: skip
 register(ExplanationMethod(
     "gan", "the conditional GAN's heatmap from the image and its CGMAs",
-    lambda ev, b: ev.gan(b["image"], b["cgma"]),
+    lambda ev, b, c: ev.gan(b["image"], b["cgma"]),
 ))  # fmt: skip
 register(ExplanationMethod(
     "last_cgma", "the last CGMA (the mean of every selected layer's Grad-CAM), min-max normalised",
-    lambda ev, b: normalize_maps(b["cgma"][:, -1]),
+    lambda ev, b, c: normalize_maps(b["cgma"][:, -1]),
 ))  # fmt: skip
 register(ExplanationMethod(
     "penultimate_gradcam", "Grad-CAM of the second-to-last selected conv layer",
-    lambda ev, b: b["penultimate"],
+    lambda ev, b, c: b["penultimate"],
 ))  # fmt: skip
 register(ExplanationMethod(
     "mean_train_target", "the mean Grad-CAM target over the GAN's training data, the same map for every image",
-    lambda ev, b: _same_for_every_image(b, ev.mean_train_target),
+    lambda ev, b, c: _same_for_every_image(b, ev.mean_train_target),
 ))  # fmt: skip
 register(ExplanationMethod(
     "centred_gaussian", "a centred Gaussian, sigma = evaluate.gaussian_sigma of the side",
-    lambda ev, b: _same_for_every_image(b, ev.centred_gaussian),
+    lambda ev, b, c: _same_for_every_image(b, ev.centred_gaussian),
+))  # fmt: skip
+
+
+def _from_package(name: str):
+    """The ``grad-cam`` package's method on the classifier's input, at the target layer."""
+
+    def explain(ev: ExplanationEvaluator, batch: Batch, combo: int) -> torch.Tensor:
+        return package_cam(PACKAGE_CAMS[name], ev.classifiers[combo], ev.target_modules[combo], batch["input"],
+                           batch["pred"], batch["target"].shape[-2:])  # fmt: skip
+
+    return explain
+
+
+register(ExplanationMethod(
+    "gradcam_pp", "Grad-CAM++ (grad-cam package) of the target layer", _from_package("gradcam_pp"),
+))  # fmt: skip
+register(ExplanationMethod(
+    "layercam", "LayerCAM (grad-cam package) of the target layer", _from_package("layercam"),
+))  # fmt: skip
+register(ExplanationMethod(
+    "hirescam", "HiResCAM (grad-cam package) of the target layer", _from_package("hirescam"),
 ))  # fmt: skip

@@ -4,10 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cgmagan.backbones import build_backbone, build_net
 from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, select_layers
+from cgmagan.cam.package import PACKAGE_CAMS, package_cam
 from cgmagan.errors import ConfigError
 
 
@@ -146,3 +148,29 @@ def test_the_target_layer_can_be_named_and_its_map_comes_last():
                                atol=1e-5, rtol=1e-4)  # fmt: skip
     with pytest.raises(ConfigError, match="names 0 of the classifier's conv layers"):
         select_layers(model, x, target="stages.9.conv")
+
+
+@pytest.mark.parametrize("name", ["small_vgg", "small_resnet", "small_mobilenet"])
+def test_our_gradcam_equals_the_grad_cam_packages_on_the_same_layer(name):
+    model = build_backbone(name, 3, 4).eval().requires_grad_(False)  # frozen, as the pipeline's classifiers
+    x = torch.rand(3, 3, 32, 32)
+    layers = select_layers(model, x)
+    ours, logits = multilayer_gradcam(model, x, layers[-1:], size=16)
+    theirs = package_cam(PACKAGE_CAMS["gradcam"], model, layers[-1][1], x, logits.argmax(1), 16)
+    torch.testing.assert_close(theirs, ours[:, 0], atol=1e-5, rtol=1e-4)
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU | nn.ReLU6) and hasattr(m, "inplace"))
+
+
+def test_the_package_adapter_gives_the_packages_own_maps_where_no_resize_is_involved():
+    """On a stride-1 net (layer and input the same size) the package's own call and ours agree."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()  # fmt: skip
+    x = torch.rand(4, 3, 12, 12)
+    classes = model(x).argmax(1)
+    for name in ("gradcam_pp", "layercam", "hirescam"):
+        ours = package_cam(PACKAGE_CAMS[name], model, model[2], x, classes, 12)
+        with PACKAGE_CAMS[name](model=model, target_layers=[model[2]]) as cam:
+            own = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(int(c)) for c in classes])
+        torch.testing.assert_close(ours, torch.from_numpy(own), atol=1e-5, rtol=1e-4)
+        assert ours.shape == (4, 12, 12) and ours.amax((1, 2)).eq(1).all()

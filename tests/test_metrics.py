@@ -1,16 +1,22 @@
+import pytest
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 
+from cgmagan.methods import METHODS, ExplanationMethod
 from cgmagan.metrics import faithfulness as fa
 from cgmagan.metrics.agreement import (
     both_empty,
     dice_at_threshold,
     dice_matched_area,
+    iou_at_threshold,
     mean_absolute_error,
     pearson,
     soft_dice,
+    spearman,
     top_area_mask,
 )
+from cgmagan.models.evaluation_module import ExplanationEvaluator
 
 
 def test_dice_at_threshold_by_hand():
@@ -69,3 +75,56 @@ def test_deletion_and_insertion_reward_the_right_ranking():
     del_bad, ins_bad = fa.deletion_insertion_auc(Brightness(), x, bad, classes, steps=8)
     assert (del_good < del_bad).all()
     assert (ins_good > ins_bad).all()
+
+
+def test_iou_and_spearman_by_hand_and_against_scipy():
+    pred = torch.tensor([[[0.9, 0.9], [0.1, 0.6]]])
+    target = torch.tensor([[[0.9, 0.1], [0.7, 0.6]]])
+    torch.testing.assert_close(iou_at_threshold(pred, target), torch.tensor([2 / 4]))  # {a, d} vs {a, c, d}
+    torch.testing.assert_close(iou_at_threshold(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)), torch.ones(1))
+    a, b = torch.rand(4, 6, 6), torch.rand(4, 6, 6)
+    a[0, :3] = 0  # tied pixels, as in ReLU'd maps
+    b[3] = 0.5  # a constant map
+    expected = [spearmanr(a[i].flatten(), b[i].flatten()).statistic for i in range(3)] + [0.0]
+    torch.testing.assert_close(spearman(a, b), torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=1e-5)
+
+
+def test_evaluator_scores_equal_their_definitions_written_out():
+    """One batch through ExplanationEvaluator.test_step on a small hand-built classifier."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3)).eval()  # fmt: skip
+    n, steps = 5, 4
+    x, target = torch.rand(n, 3, 8, 8), torch.rand(n, 8, 8)
+    ramp = torch.linspace(0, 1, 64).view(8, 8)  # distinct values: its top pixels are unambiguous
+    methods = [METHODS["gradcam"], ExplanationMethod("ones", "", lambda ev, b, c: torch.ones_like(b["target"])),
+               ExplanationMethod("ramp", "", lambda ev, b, c: ramp.expand(len(b["target"]), -1, -1))]  # fmt: skip
+    ev = ExplanationEvaluator(["toy"], [net], ["0"], [False], gan=nn.Identity(), mean_train_target=torch.zeros(8, 8),
+                              methods=methods, deletion_steps=steps, area=0.2)  # fmt: skip
+    with torch.no_grad():
+        classes = net(x).argmax(1)
+        prob = lambda images: net(images).softmax(1)[torch.arange(n), classes]  # noqa: E731
+        y = prob(x)
+        batch = {"input": x, "target": target, "pred": classes, "index": torch.arange(n),
+                 "in_auc": torch.tensor([True, True, False, False, False])}  # fmt: skip
+        ev.test_step(batch, 0)
+    result = ev.scores[0].compute()
+    assert (result["n_images"], result["n_auc"]) == (n, 2)
+    got = result["methods"]
+
+    with torch.no_grad():
+        r_gradcam = (y - prob(x * target[:, None])) / y
+        top = lambda frac: (ramp >= ramp.flatten().sort().values[64 - round(frac * 64)]).float()  # noqa: E731
+        o50, o15 = prob(x * top(0.5)), prob(x * top(0.15))
+        # deletion written out: the ramp's top pixels set to 0, steps + 1 points, trapezoid rule
+        curve = [prob(x * (1 - top(s / steps)) if s else x)[:2] for s in range(steps + 1)]
+        deletion = sum((curve[s] + curve[s + 1]) / 2 / steps for s in range(steps)).mean()
+    assert got["ones"]["average_drop"] == 0 and got["ones"]["increase_in_confidence"] == 0  # E = x: O = Y
+    assert got["ones"]["win_vs_gradcam"] == pytest.approx(float(100 * ((0 < r_gradcam) + 0.5 * (r_gradcam == 0)).float().mean()))
+    assert got["gradcam"]["average_drop"] == pytest.approx(float(100 * r_gradcam.clamp_min(0).mean()), rel=1e-5)
+    assert got["gradcam"]["win_vs_gradcam"] == 50 and got["gradcam"]["dice"] == 1 and got["gradcam"]["mae"] == 0
+    assert got["ramp"]["average_drop_top50"] == pytest.approx(float(100 * ((y - o50) / y).clamp_min(0).mean()), rel=1e-5)
+    assert got["ramp"]["increase_in_confidence_top15"] == pytest.approx(float(100 * (o15 > y).float().mean()))
+    assert got["ramp"]["deletion_auc"] == pytest.approx(float(deletion), rel=1e-5)
+    dice = [2 * ((ramp >= 0.5) & (t >= 0.5)).sum() / ((ramp >= 0.5).sum() + (t >= 0.5).sum()) for t in target]
+    assert got["ramp"]["dice"] == pytest.approx(float(torch.stack(dice).mean()), rel=1e-6)

@@ -23,7 +23,7 @@ CORE_METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gau
 @pytest.mark.parametrize("conditioning", ["lsft", "gsft"])
 def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(tmp_path, monkeypatch, conditioning):
     # one more method in the registry: Grad-CAM's own maps, so its scores must be Grad-CAM's
-    again = ExplanationMethod("gradcam_again", "Grad-CAM once more (a test entry)", lambda ev, b: b["target"].clone())
+    again = ExplanationMethod("gradcam_again", "Grad-CAM once more (a test entry)", lambda ev, b, c: b["target"].clone())
     monkeypatch.setitem(METHODS, again.name, again)
     cfg = compose_config(tmp_path, [*TINY, f"conditioning={conditioning}"])
     results = run_experiment(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torchmetrics.functional import spearman_corrcoef
 
 
 def _flat(m: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,22 @@ def pearson(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (p * t).sum(1) / denom.clamp_min(1e-12), torch.zeros_like(denom))
 
 
+def iou_at_threshold(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Jaccard index of both maps binarised at ``threshold``; both empty counts as 1."""
+    a, b = (_flat(pred) >= threshold).float(), (_flat(target) >= threshold).float()
+    inter, union = (a * b).sum(1), ((a + b) > 0).float().sum(1)
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def spearman(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image Spearman rank correlation over pixels (torchmetrics: tied pixels share their mean
+    rank); 0 where either map is constant."""
+    p, t = _flat(pred), _flat(target)
+    rho = spearman_corrcoef(p.T.contiguous(), t.T.contiguous()) if len(p) > 1 else spearman_corrcoef(p[0], t[0])[None]
+    constant = (p.amax(1) == p.amin(1)) | (t.amax(1) == t.amin(1))
+    return torch.where(constant | rho.isnan(), torch.zeros_like(rho), rho)
+
+
 def mean_absolute_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (_flat(pred) - _flat(target)).abs().mean(1)
 
@@ -60,6 +77,8 @@ AGREEMENT_METRICS = {
     "dice": dice_at_threshold,
     "dice_matched_area": dice_matched_area,
     "soft_dice": soft_dice,
+    "iou": iou_at_threshold,
     "pearson": pearson,
+    "spearman": spearman,
     "mae": mean_absolute_error,
 }

@@ -53,12 +53,13 @@ def deletion_insertion_auc(
     """Per-image (deletion AUC, insertion AUC) of the class probability (RISE, Petsiuk et al.).
 
     Pixels are ranked by the map; deletion sets the top fraction to zero, insertion reveals it on a
-    blurred copy; ``steps`` + 1 points from 0 to 100 %, trapezoid rule over the fraction.
+    copy blurred by a Gaussian (kernel 11, sigma 5), RISE's substrates; ``steps`` + 1 points from
+    0 to 100 %, trapezoid rule over the fraction.
     """
     n, _, h, w = images.shape
     order = maps.reshape(n, -1).argsort(1, descending=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, -1)).view(n, 1, h, w)
-    blurred = gaussian_blur(images, kernel_size=[2 * (h // 8) + 1] * 2)
+    blurred = gaussian_blur(images, kernel_size=[11, 11], sigma=[5.0, 5.0])  # RISE's insertion substrate
     deletion, insertion = [], []
     for s in range(steps + 1):
         shown = (rank < round(s / steps * h * w)).float()  # the top s/steps of pixels

@@ -24,19 +24,27 @@ SCORES = (
     Score("dice", "Dice@0.5", "{:.3f}", "Sørensen–Dice with Grad-CAM, both maps binarised at 0.5 (both empty counts 1)"),
     Score("dice_matched_area", "Dice@{area}%", "{:.3f}", "Dice with each map binarised at its own top {area} % of pixels"),
     Score("soft_dice", "soft Dice", "{:.3f}", "2·Σpt / (Σp² + Σt²) on the raw maps"),
+    Score("iou", "IoU@0.5", "{:.3f}", "Jaccard index with Grad-CAM, both maps binarised at 0.5 (both empty counts 1)"),
     Score("pearson", "Pearson", "{:.3f}", "Pearson correlation with Grad-CAM over pixels"),
+    Score("spearman", "Spearman", "{:.3f}", "Spearman rank correlation with Grad-CAM over pixels (ties share ranks)"),
     Score("mae", "MAE", "{:.3f}", "mean absolute difference from Grad-CAM"),
-    Score("average_drop", "Avg Drop %", "{:.1f}", "100·mean(max(0, Y−O)/Y), O on image ⊙ map (lower is better)"),
+    Score("average_drop", "AD %", "{:.1f}", "Average Drop, 100·mean(max(0, Y−O)/Y), O on image ⊙ map (Grad-CAM++; lower is better)"),
+    Score("increase_in_confidence", "IC %", "{:.1f}", "Increase in Confidence, 100·mean(O > Y) (Grad-CAM++)"),
     Score("average_drop_matched_area", "AD@{area}% %", "{:.1f}", "Average Drop with the map's top {area} % of pixels as mask"),
-    Score("increase_in_confidence", "Incr Conf %", "{:.1f}", "100·mean(O > Y)"),
+    Score("average_drop_top50", "AD@50% %", "{:.1f}", "Average Drop, map's top 50 % of pixels as mask (TAME, L-CAM)"),
+    Score("increase_in_confidence_top50", "IC@50% %", "{:.1f}", "Increase in Confidence, top 50 % of pixels as mask"),
+    Score("average_drop_top15", "AD@15% %", "{:.1f}", "Average Drop, map's top 15 % of pixels as mask (TAME, L-CAM)"),
+    Score("increase_in_confidence_top15", "IC@15% %", "{:.1f}", "Increase in Confidence, top 15 % of pixels as mask"),
     Score("win_vs_gradcam", "Win vs GC %", "{:.1f}", "share of images where the method's drop is below Grad-CAM's (ties ½)"),
     Score("deletion_auc", "Del AUC↓", "{:.3f}", "RISE deletion AUC: top pixels set to 0, {steps} steps"),
-    Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a blurred copy, {steps} steps"),
+    Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a copy blurred by a Gaussian (kernel 11, σ 5), {steps} steps"),
     Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object"),
     Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object"),
 )
 AGREEMENT = tuple(AGREEMENT_METRICS)
-FAITHFULNESS = ("average_drop", "average_drop_matched_area", "increase_in_confidence", "win_vs_gradcam")
+TOP_AREAS = {"top50": 0.5, "top15": 0.15}  # masks of TAME / L-CAM's protocol
+FAITHFULNESS = ("average_drop", "increase_in_confidence", "average_drop_matched_area",
+                *(f"{m}_{t}" for t in TOP_AREAS for m in ("average_drop", "increase_in_confidence")), "win_vs_gradcam")  # fmt: skip
 LOCALIZATION = ("pointing_game", "energy_in_mask")
 AUC = ("deletion_auc", "insertion_auc")
 

@@ -11,7 +11,7 @@ from torch import nn
 from cgmagan.methods import REFERENCE_METHOD, ExplanationMethod
 from cgmagan.metrics import faithfulness as fa
 from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, top_area_mask
-from cgmagan.metrics.scores import ExplanationScores
+from cgmagan.metrics.scores import TOP_AREAS, ExplanationScores
 from cgmagan.models.gan_module import CGMAGAN, as_float32
 
 
@@ -34,13 +34,16 @@ def localization(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Ten
 
 class ExplanationEvaluator(pl.LightningModule):
     """Test dataloader i holds combination i's test items (:class:`EvaluationDataset`; deletion and
-    insertion for those marked ``in_auc``) and is explained through ``classifiers[i]``.
+    insertion for those marked ``in_auc``) and is explained through ``classifiers[i]``, whose
+    target Grad-CAM layer is ``target_modules[i]``. Run it with ``inference_mode=False``: CAM
+    methods need gradients.
     ``results`` holds each combination's scores after ``trainer.test``, the same on every rank."""
 
     def __init__(
         self,
         names: list[str],
         classifiers: list[nn.Module],
+        target_layers: list[str],
         has_masks: list[bool],
         gan: CGMAGAN,
         mean_train_target: torch.Tensor,
@@ -52,6 +55,7 @@ class ExplanationEvaluator(pl.LightningModule):
         super().__init__()
         self.names = list(names)
         self.classifiers = nn.ModuleList(classifiers)
+        self.target_modules = [dict(c.named_modules())[name] for c, name in zip(classifiers, target_layers)]
         self.gan = gan
         self.methods = list(methods)
         self.deletion_steps, self.area = deletion_steps, area
@@ -67,7 +71,7 @@ class ExplanationEvaluator(pl.LightningModule):
         batch = as_float32(batch)
         classifier = self.classifiers[dataloader_idx]
         x, target, classes = batch["input"], batch["target"], batch["pred"].long()
-        maps = {m.name: m.explain(self, batch).float() for m in self.methods}
+        maps = {m.name: m.explain(self, batch, dataloader_idx).float() for m in self.methods}
         y = fa.class_probability(classifier, x, classes)  # confidence on the unmasked image
         in_auc = batch["in_auc"]
 
@@ -75,12 +79,15 @@ class ExplanationEvaluator(pl.LightningModule):
         for name, heatmap in maps.items():
             full = fa.resize_maps(heatmap, tuple(x.shape[-2:]))
             o = fa.class_probability(classifier, fa.explanation_image(x, full), classes)
-            o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, self.area)), classes)
             drops[name] = fa.relative_drop(y, o)
             row = {k: f(heatmap, target) for k, f in AGREEMENT_METRICS.items()}
             row["average_drop"] = 100 * drops[name].clamp_min(0)
-            row["average_drop_matched_area"] = 100 * fa.relative_drop(y, o_area).clamp_min(0)
             row["increase_in_confidence"] = 100 * (o > y).float()
+            for suffix, area in {"matched_area": self.area, **TOP_AREAS}.items():
+                o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, area)), classes)
+                row[f"average_drop_{suffix}"] = 100 * fa.relative_drop(y, o_area).clamp_min(0)
+                if suffix != "matched_area":
+                    row[f"increase_in_confidence_{suffix}"] = 100 * (o_area > y).float()
             if "mask" in batch:
                 row.update(localization(heatmap, batch["mask"]))
             per_image.append(row)

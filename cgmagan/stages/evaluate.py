@@ -63,6 +63,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     evaluator = ExplanationEvaluator(
         names=[c.name for c in classifiers],
         classifiers=[c.module.net for c in classifiers],
+        target_layers=[cache.datamodule.manifests[(c.name, "test")]["layers"][-1] for c in classifiers],
         has_masks=["mask" in ds.rows for ds in datasets],
         gan=gan.module,
         mean_train_target=cache.datamodule.mean_train_target(),
@@ -73,7 +74,8 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     )
     out = Path(cfg.paths.output_dir)
     overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows), row_labels=evaluator.names)
-    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=[overlays], enable_checkpointing=False)
+    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=[overlays], enable_checkpointing=False,
+                              inference_mode=False)  # CAM methods backpropagate  # fmt: skip
     log.info("evaluating %d methods on %d combinations: rank %d of %d scores %d of %d test images", len(evaluator.methods),
              len(datasets), runtime.rank, runtime.world_size,
              sum(len(range(runtime.rank, len(ds), runtime.world_size)) for ds in datasets), sum(map(len, datasets)))
