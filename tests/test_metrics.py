@@ -48,12 +48,12 @@ def test_average_drop_increase_and_win_by_hand():
     o_a = torch.tensor([0.4, 0.6, 0.4, 0.0])
     o_b = torch.tensor([0.6, 0.5, 0.2, 0.0])
     # drops: A = [0.5, 0 (increase), 0, 1.0] -> 37.5 %; increase in 1 of 4 images
-    assert abs(fa.average_drop(y, o_a) - 37.5) < 1e-4
-    assert fa.increase_in_confidence(y, o_a) == 25.0
+    assert abs(fa.drop(y, o_a).mean() - 37.5) < 1e-4
+    assert fa.increase(y, o_a).mean() == 25.0
     r_a, r_b = fa.relative_drop(y, o_a), fa.relative_drop(y, o_b)
     # A wins images 2 and 3, loses 1, ties 4 -> (2 + 0.5) / 4
-    assert fa.win_percent(r_a, r_b) == 62.5
-    assert fa.win_percent(r_a, r_b) + fa.win_percent(r_b, r_a) == 100.0
+    assert fa.win(r_a, r_b).mean() == 62.5
+    assert fa.win(r_a, r_b).mean() + fa.win(r_b, r_a).mean() == 100.0
 
 
 class Brightness(nn.Module):

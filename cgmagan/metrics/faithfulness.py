@@ -31,19 +31,22 @@ def relative_drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     return (y - o) / y.clamp_min(1e-12)
 
 
-def average_drop(y: torch.Tensor, o: torch.Tensor) -> float:
-    """100 · mean(max(0, Y - O) / Y)."""
-    return float(100 * relative_drop(y, o).clamp_min(0).mean())
+# Per image; their means over the test images are the Grad-CAM++ paper's scores.
 
 
-def increase_in_confidence(y: torch.Tensor, o: torch.Tensor) -> float:
-    """100 · mean(O > Y)."""
-    return float(100 * (o > y).float().mean())
+def drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """100 · max(0, Y - O) / Y: its mean is Average Drop %."""
+    return 100 * relative_drop(y, o).clamp_min(0)
 
 
-def win_percent(r_a: torch.Tensor, r_b: torch.Tensor) -> float:
-    """Win % of A over B: 100 · (#[r_A < r_B] + ½ #[r_A = r_B]) / N, so A's and B's sum to 100."""
-    return float(100 * ((r_a < r_b).float() + 0.5 * (r_a == r_b).float()).mean())
+def increase(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """100 · [O > Y]: its mean is Increase in Confidence %."""
+    return 100 * (o > y).float()
+
+
+def win(r_a: torch.Tensor, r_b: torch.Tensor) -> torch.Tensor:
+    """100 · ([r_A < r_B] + ½ [r_A = r_B]): its mean is A's Win % over B; A's and B's sum to 100."""
+    return 100 * ((r_a < r_b).float() + 0.5 * (r_a == r_b).float())
 
 
 @torch.no_grad()

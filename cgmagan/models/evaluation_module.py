@@ -81,13 +81,12 @@ class ExplanationEvaluator(pl.LightningModule):
             o = fa.class_probability(classifier, fa.explanation_image(x, full), classes)
             drops[name] = fa.relative_drop(y, o)
             row = {k: f(heatmap, target) for k, f in AGREEMENT_METRICS.items()}
-            row["average_drop"] = 100 * drops[name].clamp_min(0)
-            row["increase_in_confidence"] = 100 * (o > y).float()
+            row["average_drop"], row["increase_in_confidence"] = fa.drop(y, o), fa.increase(y, o)
             for suffix, area in {"matched_area": self.area, **TOP_AREAS}.items():
                 o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, area)), classes)
-                row[f"average_drop_{suffix}"] = 100 * fa.relative_drop(y, o_area).clamp_min(0)
+                row[f"average_drop_{suffix}"] = fa.drop(y, o_area)
                 if suffix != "matched_area":
-                    row[f"increase_in_confidence_{suffix}"] = 100 * (o_area > y).float()
+                    row[f"increase_in_confidence_{suffix}"] = fa.increase(y, o_area)
             if "mask" in batch:
                 row.update(localization(heatmap, batch["mask"]))
             per_image.append(row)
@@ -100,7 +99,7 @@ class ExplanationEvaluator(pl.LightningModule):
                 auc.append(x.new_zeros(2, 0))
         reference = drops[REFERENCE_METHOD]
         for row, name in zip(per_image, maps):
-            row["win_vs_gradcam"] = 100 * ((drops[name] < reference).float() + 0.5 * (drops[name] == reference).float())
+            row["win_vs_gradcam"] = fa.win(drops[name], reference)
 
         scores = self.scores[dataloader_idx]
         values = torch.stack([torch.stack([row[k] for k in scores.keys]) for row in per_image])  # [M, Q, B]
