@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
@@ -41,7 +42,10 @@ class Runtime:
         self.trainer_cfg = trainer_cfg
         self.loggers = loggers
         # this process's own trainer: its strategy knows the rank, world size and root device
-        self.anchor = self.trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        try:
+            self.anchor = self.trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        except InstantiationException as err:  # e.g. trainer=gpu where there is none: Lightning says why
+            raise ConfigError(f"the trainer config cannot run here: {err.__cause__ or err}") from None
         strategy = self.anchor.strategy
         if strategy.launcher is not None:
             if not isinstance(strategy.launcher, _SubprocessScriptLauncher):

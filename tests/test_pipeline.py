@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from cgmagan.methods import METHODS, ExplanationMethod
@@ -150,3 +151,12 @@ def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
         assert "rank 1 of 2 scores" in worker_log
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "workers start no sweep of their own"
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_trainer_that_cannot_run_here_is_a_config_error_before_any_work(tmp_path):
+    from cgmagan.errors import ConfigError
+
+    cfg = compose_config(tmp_path, [*TINY, "trainer=gpu"] if not torch.cuda.is_available() else [*TINY, "trainer.devices=99"])
+    with pytest.raises(ConfigError, match="the trainer config cannot run here"):
+        run_experiment(cfg)
+    assert not (tmp_path / "cache").exists()
