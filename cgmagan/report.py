@@ -37,6 +37,11 @@ def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], 
     return fig
 
 
+def save_figure(fig, path, dpi: int = 90, **kwargs) -> None:
+    fig.savefig(path, dpi=dpi, **kwargs)
+    plt.close(fig)
+
+
 def figure_to_array(fig) -> np.ndarray:
     """RGB pixels of a matplotlib figure (for loggers that take arrays)."""
     fig.canvas.draw()
@@ -45,6 +50,40 @@ def figure_to_array(fig) -> np.ndarray:
 
 def _column(score: Score, settings: dict) -> str:
     return score.column.format(area=round(100 * settings["area"]))
+
+
+def _condition_table(combo: dict) -> list[str]:
+    slots = combo.get("condition_importance")
+    if not slots:
+        return []
+    gan = combo["methods"]["gan"]["dice"]
+    lines = [f"Condition importance on {slots['n_images']} images (GAN Dice@0.5 with every slot: {gan:.3f}): "
+             "CGMA slot k replaced by zeros, or by another test image's slot k.", "",
+             "| slot | mean abs change (zeros) | Dice@0.5 (zeros) | mean abs change (other image) | Dice@0.5 (other image) |",
+             "|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for zero, other in zip(slots["zeros"], slots["other_image"]):
+        lines.append(f"| {zero['slot']} | {zero['mean_abs_change']:.3f} | {zero['dice']:.3f} | "
+                     f"{other['mean_abs_change']:.3f} | {other['dice']:.3f} |")  # fmt: skip
+    return lines + [""]
+
+
+def condition_importance_figure(results: dict):
+    """Per combination, the GAN map's mean absolute change when each CGMA slot is replaced."""
+    combos = [c for c in results["combinations"] if c.get("condition_importance")]
+    fig, axes = plt.subplots(1, len(combos), figsize=(3.2 * len(combos), 2.6), squeeze=False, sharey=True)
+    for ax, combo in zip(axes[0], combos):
+        slots = combo["condition_importance"]
+        k = np.arange(1, len(slots["zeros"]) + 1)
+        ax.bar(k - 0.2, [s["mean_abs_change"] for s in slots["zeros"]], 0.4, label="zeros")
+        ax.bar(k + 0.2, [s["mean_abs_change"] for s in slots["other_image"]], 0.4, label="other image")
+        ax.set_title(f"{combo['dataset']} / {combo['backbone']} ({combo['kind']})", fontsize=8)
+        ax.set_xlabel("CGMA slot (early → late layers)", fontsize=7)
+        ax.set_xticks(k)
+    axes[0, 0].set_ylabel("mean |Δ GAN map|", fontsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"condition importance ({results['conditioning']})", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def markdown_table(results: dict) -> str:
@@ -70,6 +109,7 @@ def markdown_table(results: dict) -> str:
             cells = [c.fmt.format(values[c.key]) if values.get(c.key) is not None else "–" for c in present]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _condition_table(combo)
     shown = list(dict.fromkeys(m for combo in results["combinations"] for m in combo["methods"]))
     lines.append("Methods: " + "; ".join(f"**{m}**: {METHODS[m].description}" for m in shown if m in METHODS) + ".")
     lines.append("")

@@ -128,3 +128,31 @@ def test_evaluator_scores_equal_their_definitions_written_out():
     assert got["ramp"]["deletion_auc"] == pytest.approx(float(deletion), rel=1e-5)
     dice = [2 * ((ramp >= 0.5) & (t >= 0.5)).sum() / ((ramp >= 0.5).sum() + (t >= 0.5).sum()) for t in target]
     assert got["ramp"]["dice"] == pytest.approx(float(torch.stack(dice).mean()), rel=1e-6)
+
+
+class SlotTwo(nn.Module):
+    """A stand-in GAN whose map is CGMA slot 2."""
+
+    def forward(self, image, cgmas):
+        return cgmas[:, 1]
+
+
+def test_condition_importance_finds_the_one_slot_the_gan_uses():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    ev = ExplanationEvaluator(["toy"], [net], ["0"], [False], gan=SlotTwo(), mean_train_target=torch.zeros(8, 8),
+                              methods=[METHODS["gradcam"], METHODS["gan"]], deletion_steps=2, num_cgmas=3)  # fmt: skip
+    cgmas = torch.rand(4, 3, 8, 8)
+    batch = {"input": torch.rand(4, 3, 8, 8), "image": torch.rand(4, 3, 8, 8), "cgma": cgmas, "target": cgmas[:, 1],
+             "pred": torch.zeros(4, dtype=torch.long), "index": torch.arange(4), "in_auc": torch.ones(4, dtype=torch.bool)}  # fmt: skip
+    with torch.no_grad():
+        ev.test_step(batch, 0)
+    result = ev.slots[0].compute()
+    zeros, other = result["zeros"], result["other_image"]
+    assert result["n_images"] == 4 and [s["slot"] for s in zeros] == [1, 2, 3]
+    assert zeros[0]["mean_abs_change"] == zeros[2]["mean_abs_change"] == 0 and zeros[0]["dice"] == zeros[2]["dice"] == 1
+    assert zeros[1]["mean_abs_change"] == pytest.approx(float(cgmas[:, 1].mean()), rel=1e-6)
+    assert zeros[1]["dice"] == 0  # an empty map against targets with pixels above 0.5
+    rolled = cgmas[:, 1].roll(1, dims=0)
+    assert other[1]["mean_abs_change"] == pytest.approx(float((rolled - cgmas[:, 1]).abs().mean()), rel=1e-6)
+    assert other[1]["dice"] == pytest.approx(float(dice_at_threshold(rolled, cgmas[:, 1]).mean()), rel=1e-6)

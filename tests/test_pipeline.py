@@ -37,7 +37,10 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
     assert (out / "overlays.png").stat().st_size > 10_000
     columns = Image.open(out / "overlays.png").text["Description"]
     assert columns == "columns: input, " + ", ".join(METHODS)
+    assert table.count("Condition importance on") == 3 and (out / "condition_importance.png").stat().st_size > 5_000
     for combo in results["combinations"]:
+        slots = combo["condition_importance"]
+        assert slots["n_images"] == combo["n_auc"] == 4 and len(slots["zeros"]) == len(slots["other_image"]) == 8
         assert list(combo["methods"]) == list(METHODS)
         assert combo["methods"]["gradcam_again"] == pytest.approx(combo["methods"]["gradcam"], abs=1e-9)
     kinds = [(c["dataset"], c["backbone"], c["seen"], c["kind"]) for c in results["combinations"]]

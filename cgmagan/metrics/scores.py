@@ -95,3 +95,32 @@ class ExplanationScores(Metric):
                 row.update(zip(AUC, auc[i]))
             methods[name] = row
         return {"n_images": int(self.images), "n_auc": int(self.auc_images), "methods": methods}
+
+
+class ConditionImportance(Metric):
+    """How much the GAN's map depends on each CGMA slot: slot k replaced by zeros, or by another
+    test image's slot k, for k = 1..K; per slot the mean absolute change of the map and the
+    Dice@0.5 of the changed map with Grad-CAM, summed per image and reduced across ranks."""
+
+    full_state_update = False
+    REPLACEMENTS = ("zeros", "other_image")
+
+    def __init__(self, num_slots: int):
+        super().__init__()
+        self.num_slots = num_slots
+        self.add_state("sums", torch.zeros(2, num_slots, 2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, change: torch.Tensor, dice: torch.Tensor) -> None:
+        """``change`` and ``dice``: [2 replacements, K slots, B images]."""
+        self.sums += torch.stack([change, dice], -1).double().sum(2)
+        self.images += change.shape[-1]
+
+    def compute(self) -> dict:
+        """``{"n_images", replacement: [{"slot", "mean_abs_change", "dice"} for each slot]}``."""
+        means = (self.sums / self.images.clamp_min(1)).tolist()
+        out: dict = {"n_images": int(self.images)}
+        for r, replacement in enumerate(self.REPLACEMENTS):
+            out[replacement] = [{"slot": k + 1, "mean_abs_change": means[r][k][0], "dice": means[r][k][1]}
+                                for k in range(self.num_slots)]  # fmt: skip
+        return out

@@ -10,8 +10,8 @@ from torch import nn
 
 from cgmagan.methods import REFERENCE_METHOD, ExplanationMethod
 from cgmagan.metrics import faithfulness as fa
-from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, top_area_mask
-from cgmagan.metrics.scores import TOP_AREAS, ExplanationScores
+from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, dice_at_threshold, top_area_mask
+from cgmagan.metrics.scores import TOP_AREAS, ConditionImportance, ExplanationScores
 from cgmagan.models.gan_module import CGMAGAN, as_float32
 
 
@@ -51,6 +51,7 @@ class ExplanationEvaluator(pl.LightningModule):
         deletion_steps: int = 20,
         area: float = 0.2,
         gaussian_sigma: float = 0.25,
+        num_cgmas: int = 8,  # CGMA slots to probe for condition importance; 0: none
     ):
         super().__init__()
         self.names = list(names)
@@ -64,6 +65,8 @@ class ExplanationEvaluator(pl.LightningModule):
         self.register_buffer("centred_gaussian", centred_gaussian(size, gaussian_sigma))
         method_names = [m.name for m in self.methods]
         self.scores = nn.ModuleList(ExplanationScores(method_names, masks) for masks in has_masks)
+        self.num_slots = num_cgmas if "gan" in method_names else 0
+        self.slots = nn.ModuleList(ConditionImportance(self.num_slots) for _ in names)
         self.results: list[dict] = []
 
     def test_step(self, batch: dict[str, torch.Tensor], _idx: int, dataloader_idx: int = 0) -> dict:
@@ -104,11 +107,36 @@ class ExplanationEvaluator(pl.LightningModule):
         scores = self.scores[dataloader_idx]
         values = torch.stack([torch.stack([row[k] for k in scores.keys]) for row in per_image])  # [M, Q, B]
         scores.update(values, torch.stack(empty), torch.stack(auc))
+        if self.num_slots and in_auc.any():
+            self._condition_importance(batch, maps["gan"], in_auc, dataloader_idx)
         return {"index": batch["index"], "maps": maps}
+
+    def _condition_importance(self, batch: dict[str, torch.Tensor], generated: torch.Tensor, rows: torch.Tensor,
+                              dataloader_idx: int) -> None:  # fmt: skip
+        """On the batch's AUC images: the GAN's map with CGMA slot k zeroed or taken from the next image."""
+        image, cgmas, target, generated = batch["image"][rows], batch["cgma"][rows], batch["target"][rows], generated[rows]
+        change, dice = [], []
+        for other in (torch.zeros_like(cgmas), cgmas.roll(1, dims=0)):
+            per_slot = []
+            for k in range(self.num_slots):
+                replaced = cgmas.clone()
+                replaced[:, k] = other[:, k]
+                per_slot.append(self.gan(image, replaced))
+            out = torch.stack(per_slot)  # [K, B, S, S]
+            change.append((out - generated).abs().flatten(2).mean(2))
+            dice.append(torch.stack([dice_at_threshold(o, target) for o in out]))
+        self.slots[dataloader_idx].update(torch.stack(change), torch.stack(dice))
 
     def on_test_epoch_end(self) -> None:
         self.results = [metric.compute() for metric in self.scores]  # reduced across ranks
+        if self.num_slots:
+            for result, slots in zip(self.results, self.slots):
+                result["condition_importance"] = slots.compute()
         flat = {f"test/{name}/{method}/{key}": float(value)
                 for name, result in zip(self.names, self.results)
                 for method, row in result["methods"].items() for key, value in row.items()}  # fmt: skip
+        flat.update({f"test/{name}/condition/{how}/slot{s['slot']}/{key}": s[key]
+                     for name, result in zip(self.names, self.results)
+                     for how in ConditionImportance.REPLACEMENTS for s in result.get("condition_importance", {}).get(how, [])
+                     for key in ("mean_abs_change", "dice")})  # fmt: skip
         self.log_dict(flat, sync_dist=False)  # already reduced

@@ -19,7 +19,7 @@ from cgmagan.data.base import stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
-from cgmagan.report import markdown_table
+from cgmagan.report import condition_importance_figure, markdown_table, save_figure
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.stages.classifier import TrainedClassifier
@@ -71,6 +71,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         deletion_steps=int(ev.deletion_steps),
         area=float(ev.area),
         gaussian_sigma=float(ev.gaussian_sigma),
+        num_cgmas=int(cfg.cgma.k) if ev.condition_importance else 0,
     )
     out = Path(cfg.paths.output_dir)
     overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows), row_labels=evaluator.names)
@@ -98,6 +99,8 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
             "num_layers": cache.datamodule.manifests[(clf.name, "test")]["num_layers"],
             "methods": scores["methods"],
         }
+        if "condition_importance" in scores:
+            entry["condition_importance"] = scores["condition_importance"]
         if entry["flagged"]:
             log.warning("%s: classifier accuracy %.1f %% (chance %.1f %%), %.1f %% all-zero targets: its explanations "
                         "mean little", clf.name, 100 * clf.test_accuracy, 100 / clf.data.num_classes, 100 * share)  # fmt: skip
@@ -116,6 +119,8 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     if runtime.is_global_zero:
         (out / "results.json").write_text(json.dumps(results, indent=2))
         (out / "results.md").write_text(f"# Results\n\nCommand: `{results['command']}`\n\n{table}\n")
+        if any("condition_importance" in c for c in entries):
+            save_figure(condition_importance_figure(results), out / "condition_importance.png")
         print(table)
         log.info("results written to %s", out)
     return Evaluation(results, table)
