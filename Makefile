@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: help install run quickstart test test-all bench lint clean
+.PHONY: help install run quickstart recipe test test-all bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ run: install  ## run the embedded default experiment end to end (ARGS="..." for 
 
 quickstart: install  ## the same pipeline, shorter
 	$(BIN)/python run.py +experiment=quickstart $(ARGS)
+
+recipe: install  ## a sweep over 3 seeds into a table: make recipe NAME=lsft_vs_gsft ARGS="conditioning=lsft,gsft"
+	PYTHON=$(BIN)/python bash experiments/recipe.sh $(NAME) $(ARGS)
 
 test: install  ## the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cgmagan.aggregate import aggregate, load_runs
 from cgmagan.methods import METHODS, ExplanationMethod
 from cgmagan.pipeline import run_experiment
 from tests.cache_helpers import tree_bytes
@@ -153,6 +154,13 @@ def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
         assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log)
         assert "rank 1 of 2 scores" in worker_log
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "workers start no sweep of their own"
+    table = aggregate(load_runs(sweep))  # the two seeds of one variant, read back from the sweep
+    runs = [json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1")]
+    for combo in runs[0]["combinations"]:
+        (variant,) = table[f"{combo['dataset']}/{combo['backbone']} (seen)"].values()  # one variant, two seeds
+        mean, _, n = variant["gan"]["dice"]
+        expected = [r["methods"]["gan"]["dice"] for run in runs for r in run["combinations"] if r["dataset"] == combo["dataset"]]
+        assert n == 2 and mean == pytest.approx(sum(expected) / 2)
     assert not (tmp_path / "outputs").exists()
 
 

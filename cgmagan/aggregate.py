@@ -1,0 +1,117 @@
+"""Tables over the runs of a sweep: each variant's scores as mean ± std over its seeds.
+
+    python -m cgmagan.aggregate <sweep dir> --name lsft_vs_gsft [--out experiments/results]
+
+A variant is what a job's Hydra overrides change against the other jobs' (the seed aside); every
+``results.json`` under the sweep folder counts (a multirun's job folders, or separate runs copied together). Writes
+``<out>/<name>.md`` (one table per combination and the commands that made the runs) and
+``<out>/<name>.png`` (the GAN's agreement per variant with its spread over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cgmagan.report import plt, save_figure
+
+SCORES = ("dice", "dice_matched_area", "pearson", "spearman", "average_drop", "win_vs_gradcam", "deletion_auc",
+          "insertion_auc")  # fmt: skip
+
+
+def load_runs(sweep: Path) -> list[dict]:
+    """Every finished run under ``sweep``: its results and its variant, the overrides in which it
+    differs from the other runs (the seed aside)."""
+    runs = []
+    for path in sorted(Path(sweep).rglob("results.json")):
+        overrides_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        kept = {o for o in overrides or [] if not o.split("=")[0].lstrip("+~").endswith("seed")}
+        runs.append({"overrides": kept, "results": json.loads(path.read_text()), "path": path})
+    if not runs:
+        raise FileNotFoundError(f"no results.json under {sweep}: run the sweep first (python run.py -m ...)")
+    shared = set.intersection(*(run["overrides"] for run in runs))
+    for run in runs:
+        run["variant"] = " ".join(sorted(run["overrides"] - shared)) or "(every run)"
+    return runs
+
+
+def aggregate(runs: list[dict], scores: tuple[str, ...] = SCORES) -> dict:
+    """``{combination: {variant: {method: {score: (mean, std, n)}}}}``; std over seeds (ddof 1; 0 for one run)."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for run in runs:
+        for combo in run["results"]["combinations"]:
+            name = f"{combo['dataset']}/{combo['backbone']} ({combo['kind']})"
+            for method, row in combo["methods"].items():
+                for score in scores:
+                    if row.get(score) is not None:
+                        values[name][run["variant"]][method][score].append(row[score])
+    return {
+        name: {variant: {method: {s: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+                                  for s, v in by_score.items()}
+                         for method, by_score in by_method.items()}
+               for variant, by_method in by_variant.items()}
+        for name, by_variant in values.items()
+    }  # fmt: skip
+
+
+def markdown(table: dict, runs: list[dict], title: str) -> str:
+    lines = [f"# {title}", "", f"{len(runs)} runs; mean ± std over seeds (n = runs per cell).", "", "Commands:", ""]
+    lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
+    flagged: dict = defaultdict(int)
+    for run in runs:
+        for combo in run["results"]["combinations"]:
+            flagged[f"{combo['dataset']}/{combo['backbone']} ({combo['kind']})"] += bool(combo.get("flagged"))
+    for name, by_variant in table.items():
+        flag = f" — **FLAGGED in {flagged[name]} of {len(runs)} runs** (classifier near chance or all-zero targets)"
+        lines += ["", f"## {name}{flag if flagged[name] else ''}", "", "| variant | method | " + " | ".join(SCORES) + " | n |",
+                  "|---|---|" + "---:|" * (len(SCORES) + 1)]  # fmt: skip
+        for variant, by_method in by_variant.items():
+            for method, cells in by_method.items():
+                row = [f"{cells[s][0]:.3f} ± {cells[s][1]:.3f}" if s in cells else "–" for s in SCORES]
+                n = max(c[2] for c in cells.values())
+                lines.append(f"| {variant} | {method} | " + " | ".join(row) + f" | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(table: dict, scores: tuple[str, ...] = ("dice", "dice_matched_area", "pearson")):
+    """Per combination, the GAN's scores per variant, with the spread over seeds as error bars."""
+    fig, axes = plt.subplots(1, len(table), figsize=(3.6 * len(table), 2.8), squeeze=False)
+    for ax, (name, by_variant) in zip(axes[0], table.items()):
+        variants = [v for v in by_variant if "gan" in by_variant[v]]
+        x = np.arange(len(variants))
+        for i, score in enumerate(scores):
+            cells = [by_variant[v]["gan"].get(score, (np.nan, 0.0, 0)) for v in variants]
+            ax.bar(x + (i - 1) * 0.27, [c[0] for c in cells], 0.27, yerr=[c[1] for c in cells], label=score, capsize=2)
+        ax.set_xticks(x, [v.replace(" ", "\n") for v in variants], fontsize=6)
+        ax.set_title(name, fontsize=8)
+        ax.set_ylim(0, 1)
+    axes[0, 0].legend(fontsize=6)
+    axes[0, 0].set_ylabel("GAN vs Grad-CAM", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", type=Path, help="folder holding the runs (a multirun's sweep dir)")
+    parser.add_argument("--name", required=True, help="file name of the table and the plot")
+    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    args = parser.parse_args(argv)
+    runs = load_runs(args.sweep)
+    table = aggregate(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table, runs, args.name)
+    (args.out / f"{args.name}.md").write_text(text)
+    save_figure(figure(table), args.out / f"{args.name}.png")
+    print(text)
+    return table
+
+
+if __name__ == "__main__":
+    main()
