@@ -86,9 +86,6 @@ class Runtime:
         """Rank 0's ``obj`` on every rank."""
         return self.anchor.strategy.broadcast(obj)
 
-    def barrier(self, name: str) -> None:
-        self.anchor.strategy.barrier(name)
-
     def attach(self, datamodule: pl.LightningDataModule) -> pl.LightningDataModule:
         """Give a datamodule this process's rank, world size, device and barriers, as a running
         Trainer does, so that its ``prepare_data`` / ``setup`` can run outside ``fit``."""
