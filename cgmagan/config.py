@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from cgmagan.combinations import resolve_combinations
@@ -33,6 +35,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cgma.order, ("forward", "backward"), "cgma.order")
     _one_of(cgma.verify, VERIFY_MODES, "cgma.verify")
     _positive(cgma, "cgma", ("k", "map_size", "batch_size", "shard_size", "max_per_split"))
+    _positive(cfg.gan, "gan", ("map_size", "batch_size", "max_epochs"))
 
     ev = cfg.evaluate
     _positive(ev, "evaluate", ("max_images", "deletion_steps", "batch_size"))
@@ -46,7 +49,22 @@ def validate(cfg: DictConfig) -> None:
     if ev.methods and REFERENCE_METHOD not in ev.methods:
         raise ConfigError(f"evaluate.methods must include {REFERENCE_METHOD!r}: every method is scored against it")
 
+    _check_gan_fits(cfg)
     resolve_combinations(cfg)  # unknown dataset or backbone names
+
+
+def _check_gan_fits(cfg: DictConfig) -> None:
+    """One forward of the generator and the discriminator at gan.map_size, with cgma.k maps: a size
+    the networks cannot take fails here, not after the whole CGMA cache is built."""
+    size, k = int(cfg.gan.map_size), int(cfg.cgma.k)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # building the nets draws weights
+        generator = instantiate(cfg.gan.module.generator).eval()
+        discriminator = instantiate(cfg.gan.module.discriminator).eval()
+        try:
+            discriminator(torch.zeros(1, 3, size, size), generator(torch.zeros(1, 3, size, size), torch.zeros(1, k, size, size)))
+        except (RuntimeError, ValueError) as err:  # a conv's kernel larger than its input, say
+            raise ConfigError(f"gan.map_size={size} is too small for this generator and discriminator "
+                              f"({str(err).splitlines()[0]}); raise gan.map_size") from None  # fmt: skip
 
 
 def resolve_paths(cfg: DictConfig) -> None:

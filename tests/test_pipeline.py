@@ -95,8 +95,8 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0"])
-def test_bad_cgma_settings_fail_before_any_training(tmp_path, override):
+@pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0", "gan.map_size=7"])
+def test_bad_settings_fail_before_any_training(tmp_path, override):
     from cgmagan.errors import ConfigError
 
     cfg = compose_config(tmp_path, [*TINY, override])
@@ -171,3 +171,17 @@ def test_a_trainer_that_cannot_run_here_is_a_config_error_before_any_work(tmp_pa
     with pytest.raises(ConfigError, match="the trainer config cannot run here"):
         run_experiment(cfg)
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("cgma.k=9", "cgma.k=9 but digits/small_vgg has 8 conv layers to average: set cgma.k to 8 or less"),
+    ("cgma.exclude_target_layer=true", "digits/small_vgg has 7 conv layers to average \\(the target excluded\\)"),
+    ("dataset.input_size=16", "digits/small_vgg: the target conv layer \\(features.24\\) outputs 2x2"),
+])  # fmt: skip
+def test_a_network_that_cannot_be_explained_as_configured_stops_before_any_training(tmp_path, override, message):
+    from cgmagan.errors import ConfigError
+
+    cfg = compose_config(tmp_path, [*TINY, override])
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(cfg)
+    assert not (tmp_path / "cache" / "classifiers").exists()

@@ -215,7 +215,7 @@ def select_layers(
     chosen = _find_target(traced, target)
     name, module, (h, w) = chosen
     if min(h, w) < min_target_size:
-        raise ValueError(
+        raise ConfigError(
             f"the target conv layer ({name}) outputs {h}x{w} at input "
             f"{tuple(example_input.shape[-2:])}: the Grad-CAM target needs at least "
             f"{min_target_size}x{min_target_size}, or every target map is rounding noise. Raise the "

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
 from cgmagan.data.base import ClassificationDataModule, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
+from cgmagan.errors import ConfigError
 from cgmagan.utils import digest, locked
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,18 @@ class CGMASource:
     target_layer: str | None = None
 
 
+def check_layers(name: str, num_layers: int, cfg) -> None:
+    """Refuse a classifier with too few layers for ``cgma.k`` CGMAs: repeated positions would cost
+    memory and time for duplicated maps."""
+    averaged = num_layers - bool(cfg.exclude_target_layer)
+    if num_layers < 2 or int(cfg.k) > averaged:
+        raise ConfigError(
+            f"cgma.k={cfg.k} but {name} has {averaged} conv layers to average"
+            f"{' (the target excluded)' if cfg.exclude_target_layer else ''}: set cgma.k to {max(1, averaged)} or less"
+            f"{'' if num_layers >= 2 else ', and use a classifier with at least 2 conv layers'}"
+        )
+
+
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
 
@@ -52,8 +65,7 @@ class ShardComputer:
         self.cfg = cfg
         probe = self.dataset[int(indices[0])][0].unsqueeze(0).to(device)
         self.layers = select_layers(self.model, probe, target=source.target_layer)
-        if len(self.layers) < 2:
-            raise ValueError(f"{source.name}: the classifier has {len(self.layers)} usable conv layers; CGMAs need 2+")
+        check_layers(source.name, len(self.layers), cfg)
 
     def __call__(self, rows: range) -> tuple[dict[str, np.ndarray], dict]:
         """The shard's arrays, and what the manifest needs to know of them without rereading."""

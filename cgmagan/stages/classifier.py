@@ -10,14 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
 from cgmagan.backbones import build_net
 from cgmagan.callbacks import BatchNormRecalibration
+from cgmagan.cam import select_layers
 from cgmagan.combinations import Combination, resolve_combinations
 from cgmagan.data.base import ClassificationDataModule
+from cgmagan.data.cgma_datamodule import check_layers
+from cgmagan.errors import ConfigError
 from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.runtime import Runtime
 from cgmagan.utils import digest, file_sha256, write_json_atomic
@@ -76,6 +80,19 @@ def _net(combo: Combination, dm: ClassificationDataModule, for_loading: bool = F
     if for_loading and "pretrained" in backbone:  # the checkpoint holds the weights: no ImageNet file needed
         backbone["pretrained"] = False
     return build_net(backbone, dm.channels, dm.num_classes)
+
+
+def check_explainable(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig) -> None:
+    """The (untrained) network at the data's input size has a target layer of at least 4x4 and
+    enough conv layers for ``cgma.k``: the same architecture is checked before its training."""
+    probe = dm.dataset("train")[0][0].unsqueeze(0)
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the net draws weights: leave the run's RNG as it was
+            net = _net(combo, dm, for_loading=True).eval()
+        layers = select_layers(net, probe, target=combo.backbone_cfg.get("target_layer"))
+    except ConfigError as err:
+        raise ConfigError(f"{combo.name}: {err}") from None
+    check_layers(combo.name, len(layers), cfg.cgma)
 
 
 def _build_module(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig) -> ClassifierModule:
@@ -147,5 +164,7 @@ def train_classifiers(cfg: DictConfig, runtime: Runtime) -> Classifiers:
     for combo in train + unseen:  # every dataset first: a missing one fails before any training
         data[combo.name] = combo.datamodule()
         data[combo.name].setup()
+    for combo in train + unseen:  # and every network explainable as configured, before any training
+        check_explainable(combo, data[combo.name], cfg)
     trained = [train_or_load(c, data[c.name], cfg, runtime) for c in train + unseen]
     return Classifiers(train=trained[: len(train)], unseen=trained[len(train) :])
