@@ -91,6 +91,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
             "seen": clf.combination.seen,
             "kind": clf.combination.kind,
             "classifier_accuracy": clf.test_accuracy,
+            "classifier_checkpoint": str(clf.checkpoint),
             "zero_target_share": share,
             "near_chance": clf.near_chance,
             "flagged": share > ZERO_TARGET_FLAG or clf.near_chance,
