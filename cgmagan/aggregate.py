@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from cgmagan.loggers import log_sweep_table
 from cgmagan.report import plt, save_figure
 
 SCORES = ("dice", "dice_matched_area", "pearson", "spearman", "average_drop", "win_vs_gradcam", "deletion_auc",
@@ -97,11 +98,35 @@ def figure(table: dict, scores: tuple[str, ...] = ("dice", "dice_matched_area", 
     return fig
 
 
+def table_rows(table: dict) -> tuple[list[str], list[list]]:
+    """The aggregated table flat: a row per (combination, variant, method), mean and std per score."""
+    columns = ["combination", "variant", "method", "n"] + [f"{s}_{stat}" for s in SCORES for stat in ("mean", "std")]
+    rows = []
+    for name, by_variant in table.items():
+        for variant, by_method in by_variant.items():
+            for method, cells in by_method.items():
+                values = [cells[s][i] if s in cells else None for s in SCORES for i in (0, 1)]
+                rows.append([name, variant, method, max(c[2] for c in cells.values()), *values])
+    return columns, rows
+
+
+def sweep_wandb_config(runs: list[dict]) -> dict | None:
+    """Where the sweep's jobs logged to W&B (project, entity, group, mode), or None when they did
+    not all log to one place."""
+    keys = ("project", "entity", "group", "mode")
+    wandb_configs = [((run["results"].get("config") or {}).get("logger") or {}).get("wandb") for run in runs]
+    places = {tuple(c.get(k) for k in keys) if c else None for c in wandb_configs}
+    if len(places) != 1 or None in places:
+        return None
+    return dict(zip(keys, places.pop()))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="folder holding the runs (a multirun's sweep dir)")
     parser.add_argument("--name", required=True, help="file name of the table and the plot")
     parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to the jobs' W&B group")
     args = parser.parse_args(argv)
     runs = load_runs(args.sweep)
     table = aggregate(runs)
@@ -110,6 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / f"{args.name}.md").write_text(text)
     save_figure(figure(table), args.out / f"{args.name}.png")
     print(text)
+    if not args.no_wandb and (wandb_cfg := sweep_wandb_config(runs)) is not None:
+        columns, rows = table_rows(table)
+        folder = log_sweep_table(wandb_cfg, args.sweep, args.name, columns, rows, args.out / f"{args.name}.png")
+        print(f"logged to W&B group {wandb_cfg.get('group')!r} ({folder})")
     return table
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from cgmagan.loggers import log_panels
 from cgmagan.report import figure_to_array, overlay_grid
 from cgmagan.runtime import all_gather_objects
 
@@ -49,9 +51,12 @@ class BatchNormRecalibration(pl.Callback):
 
 
 def _log_figure(trainer: pl.Trainer, key: str, fig) -> None:
+    pixels = figure_to_array(fig)
     for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):  # W&B and others with image support
-            logger.log_image(key, [figure_to_array(fig)], step=trainer.global_step)
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, pixels, global_step=trainer.global_step, dataformats="HWC")
+        elif hasattr(logger, "log_image"):  # W&B and others with image support
+            logger.log_image(key, [pixels], step=trainer.global_step)
 
 
 class ValidationGrid(pl.Callback):
@@ -83,30 +88,49 @@ class ValidationGrid(pl.Callback):
 class OverlayFigure(pl.Callback):
     """After ``trainer.test`` of an :class:`~cgmagan.models.evaluation_module.ExplanationEvaluator`:
     the first ``rows`` test images of every combination (gathered from every rank), with each
-    method's map as a column, saved to ``path``; the column names go into the PNG's metadata."""
+    method's map as a column, saved to ``path``; the column names go into the PNG's metadata. Each
+    row names its combination, true and predicted class; loggers that show images also get one
+    captioned panel per row (image, Grad-CAM, GAN)."""
 
-    def __init__(self, path: str | Path, rows: int = 4, row_labels: list[str] | None = None):
-        self.path, self.rows, self.row_labels = Path(path), rows, row_labels
-        self._kept: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+    PANEL_COLUMNS = ("input", "gradcam", "gan")
+
+    def __init__(self, path: str | Path, combinations: list[str], class_names: list[list[str]], rows: int = 4):
+        self.path, self.rows = Path(path), rows
+        self.combinations, self.class_names = combinations, class_names
+        self._kept: list[tuple[int, int, str, dict[str, torch.Tensor]]] = []
+
+    def _row_label(self, combo: int, label: int, pred: int, probability: float) -> str:
+        names = self.class_names[combo]
+        return f"{self.combinations[combo]}: true {names[label]}, predicted {names[pred]} ({probability:.2f})"
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for j in (batch["index"] < self.rows).nonzero()[:, 0].tolist():
             item = {"input": batch["image"][j].float().cpu()}
             item.update({name: maps[j].float().cpu() for name, maps in outputs["maps"].items()})
-            self._kept.append((dataloader_idx, int(batch["index"][j]), item))
+            label = self._row_label(dataloader_idx, int(batch["label"][j]), int(outputs["pred"][j]),
+                                    float(outputs["probability"][j]))  # fmt: skip
+            self._kept.append((dataloader_idx, int(batch["index"][j]), label, item))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         kept = sorted((k for part in all_gather_objects(self._kept) for k in part), key=lambda k: k[:2])
         self._kept = []
         if not kept or not trainer.is_global_zero:
             return
-        items = [item for _, _, item in kept]
+        items = [item for *_, item in kept]
+        labels = [label for _, _, label, _ in kept]
         columns = list(items[0])
         images = torch.stack([item["input"] for item in items])
         maps = {"input": None, **{c: torch.stack([item[c] for item in items]) for c in columns[1:]}}
-        labels = [self.row_labels[combo] if self.row_labels else str(combo) for combo, _, _ in kept]
-        fig = overlay_grid(images, maps, title="Grad-CAM vs the other methods on test images", row_labels=labels)
+        fig = overlay_grid(images, maps, title="Grad-CAM vs the other methods on test images",
+                           row_labels=[label.replace(": ", "\n", 1) for label in labels])  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.path, dpi=90, metadata={"Description": "columns: " + ", ".join(columns)})
         _log_figure(trainer, "test/overlays", fig)
         plt.close(fig)
+        panels = [c for c in self.PANEL_COLUMNS if c in maps]
+        pixels = []
+        for i in range(len(items)):
+            panel = overlay_grid(images[i : i + 1], {c: None if maps[c] is None else maps[c][i : i + 1] for c in panels})
+            pixels.append(figure_to_array(panel))
+            plt.close(panel)
+        log_panels(trainer.loggers, "test/explanations", pixels, labels)

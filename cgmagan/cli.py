@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+import rich
+import rich.syntax
+import rich.tree
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from cgmagan import ddp_launch
 from cgmagan.errors import UserError
@@ -16,9 +22,24 @@ log = logging.getLogger("cgmagan")
 
 
 # the config tree ships inside the package (from the repository's conf/): found wherever this runs
+@rank_zero_only
+def print_config_tree(cfg: DictConfig, path: Path) -> None:
+    """The resolved config as a rich tree, groups first, on the console and in ``path``."""
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value)
+        tree.add(f"[bold]{key}[/bold]").add(rich.syntax.Syntax(text.rstrip(), "yaml", background_color="default"))
+    rich.print(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        rich.print(tree, file=f)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
+    if cfg.get("print_config"):
+        print_config_tree(cfg, Path(HydraConfig.get().runtime.output_dir) / "config_tree.log")
     try:
         with ddp_launch.job_scope():
             results = run_experiment(cfg)

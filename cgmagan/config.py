@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cgmagan.combinations import resolve_combinations
 from cgmagan.data.cgma_store import VERIFY_MODES
 from cgmagan.errors import ConfigError
 from cgmagan.methods import METHODS, REFERENCE_METHOD
+from cgmagan.utils import digest
 
 
 def _positive(node: DictConfig, prefix: str, keys: tuple[str, ...], allow_zero: bool = False) -> None:
@@ -73,3 +74,13 @@ def resolve_paths(cfg: DictConfig) -> None:
         for key in ("data_dir", "cache_dir", "output_dir"):
             cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+
+
+# settings that do not change a job's results: where it logs, whether finished jobs are skipped
+_NOT_RESULTS = ("logger", "skip_finished", "print_config")
+
+
+def job_fingerprint(cfg: DictConfig) -> str:
+    """What makes two jobs the same: the resolved config, less what does not change results."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return digest({k: v for k, v in config.items() if k not in _NOT_RESULTS})

@@ -8,26 +8,52 @@ device, processes and loggers that the trainer config chose), and returns its ow
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from cgmagan.config import resolve_paths, validate
+from cgmagan.config import job_fingerprint, resolve_paths, validate
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import build_cgma_cache
 from cgmagan.stages.classifier import train_classifiers
 from cgmagan.stages.evaluate import evaluate
 from cgmagan.stages.gan import train_gan
 
+log = logging.getLogger(__name__)
+
+
+def finished_results(cfg: DictConfig) -> dict | None:
+    """The results of this very job when its output folder already holds them (a rerun of an
+    interrupted sweep into the same ``hydra.sweep.dir``)."""
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # written atomically, so only a hand-edited file gets here: rerun
+    return results if results.get("job_fingerprint") == job_fingerprint(cfg) else None
+
 
 def run_experiment(cfg: DictConfig) -> dict:
-    """Classifier -> CGMA cache -> GAN -> evaluation. Returns the results written to results.json."""
+    """Classifier -> CGMA cache -> GAN -> evaluation. Returns the results written to results.json;
+    with ``skip_finished`` those of an earlier run of the same job in the same folder, untouched."""
     validate(cfg)
     resolve_paths(cfg)
+    if cfg.get("skip_finished") and (done := finished_results(cfg)) is not None:
+        log.info("skipping: %s/results.json holds this job's results (skip_finished=false reruns it)",
+                 cfg.paths.output_dir)  # fmt: skip
+        return done
     if cfg.get("seed") is not None:  # seed 0 is a seed
         pl.seed_everything(int(cfg.seed), workers=True)
     runtime = Runtime.from_config(cfg)
-
-    classifiers = train_classifiers(cfg, runtime)
-    cache = build_cgma_cache(cfg, classifiers, runtime)
-    gan = train_gan(cfg, cache, runtime)
-    return evaluate(cfg, gan, runtime).results
+    try:
+        classifiers = train_classifiers(cfg, runtime)
+        cache = build_cgma_cache(cfg, classifiers, runtime)
+        gan = train_gan(cfg, cache, runtime)
+        return evaluate(cfg, gan, runtime).results
+    finally:
+        runtime.close()

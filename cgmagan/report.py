@@ -14,13 +14,20 @@ from cgmagan.metrics.scores import SCORES, Score  # noqa: E402
 
 
 def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None):
-    """One row per image: the image, then each map as a jet overlay (presentation only)."""
+    """One row per image: the image, then each map as a jet overlay (presentation only); row
+    labels, when given, in a text column on the left."""
     n, names = len(images), list(columns)
-    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+    offset = 1 if row_labels is not None else 0
+    widths = [1.4] * offset + [1] * len(names)
+    fig, axes = plt.subplots(n, offset + len(names), figsize=(1.6 * sum(widths), 1.6 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})  # fmt: skip
     for i in range(n):
         img = images[i].float().permute(1, 2, 0).clamp(0, 1).numpy()
+        if row_labels is not None:
+            axes[i, 0].axis("off")
+            axes[i, 0].text(1.0, 0.5, row_labels[i], ha="right", va="center", fontsize=7, wrap=True)
         for j, name in enumerate(names):
-            ax = axes[i, j]
+            ax = axes[i, offset + j]
             ax.imshow(img)
             maps = columns[name]
             if maps is not None:
@@ -29,8 +36,6 @@ def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], 
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=8)
-        if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the column names
@@ -84,6 +89,14 @@ def condition_importance_figure(results: dict):
     fig.suptitle(f"condition importance ({results['conditioning']})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def run_header(results: dict) -> str:
+    """What produced these numbers: conditioning, seed, the GAN's training combinations, the command."""
+    checkpoint = results["gan_checkpoint"] or "none kept (the GAN's final weights)"
+    return (f"Conditioning **{results['conditioning'].upper()}**, seed {results['seed']}; the GAN trained on "
+            f"{', '.join(results['train_combinations'])}; GAN checkpoint: `{checkpoint}`.\n\n"
+            f"Command: `{results['command']}`")  # fmt: skip
 
 
 def markdown_table(results: dict) -> str:

@@ -18,12 +18,15 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from cgmagan.devices import claim_gpu, wants_one_gpu
 from cgmagan.errors import ConfigError
-from cgmagan.utils import instantiate_list, locked
+from cgmagan.loggers import build_loggers, sweep_group
+from cgmagan.loggers import finish as finish_loggers
+from cgmagan.utils import locked
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,14 @@ def all_gather_objects(obj) -> list:
 
 
 class Runtime:
-    def __init__(self, trainer_cfg: DictConfig, loggers: list[Logger]):
+    def __init__(self, trainer_cfg: DictConfig, share_gpus: bool = False):
         self.trainer_cfg = trainer_cfg
-        self.loggers = loggers
+        self.loggers: list[Logger] = []  # set by from_config once this process knows its rank
+        self._gpu_claim = None
+        if share_gpus and wants_one_gpu(trainer_cfg) and torch.cuda.device_count() > 1:
+            index, self._gpu_claim = claim_gpu(torch.cuda.device_count())
+            self.trainer_cfg = OmegaConf.merge(trainer_cfg, {"devices": [index]})
+            log.info("this job runs on GPU %d (the others are held by parallel jobs of the sweep or free)", index)
         # this process's own trainer: its strategy knows the rank, world size and root device
         try:
             self.anchor = self.trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
@@ -60,7 +68,16 @@ class Runtime:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Runtime:
-        return cls(cfg.trainer, instantiate_list(cfg.get("logger"), "logger"))
+        runtime = cls(cfg.trainer, share_gpus=sweep_group() is not None)
+        runtime.loggers = build_loggers(cfg)
+        return runtime
+
+    def close(self) -> None:
+        """End of the job: loggers finished, the claimed GPU (if any) given back."""
+        finish_loggers(self.loggers)
+        if self._gpu_claim is not None:
+            self._gpu_claim.release()
+            self._gpu_claim = None
 
     def trainer(self, **overrides) -> pl.Trainer:
         """A fresh Trainer from the run's trainer config (same accelerator, devices and strategy)."""

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -36,3 +38,19 @@ TINY = [
     "cgma.shard_size=16",
     "logger=csv",
 ]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One tiny run of the whole pipeline, W&B logging offline beside the CSV log, shared by the
+    tests that read a finished run (W&B files, the notebook, explaining new images)."""
+    from cgmagan.pipeline import run_experiment
+
+    tmp = tmp_path_factory.mktemp("finished_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("WANDB_API_KEY", raising=False)
+        mp.setenv("HOME", str(tmp / "home"))  # no ~/.netrc: W&B offline, as on CI
+        mp.setenv("WANDB_DATA_DIR", str(tmp / "wandb-data"))
+        cfg = compose_config(tmp, [*TINY, "logger=wandb"])
+        results = run_experiment(cfg)
+    return Path(cfg.paths.output_dir), results

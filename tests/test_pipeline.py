@@ -58,13 +58,21 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
         assert "pointing_game" in combo["methods"]["gan"] or combo["dataset"] == "digits"
 
 
-def test_second_run_reuses_classifiers_and_cgma_cache(tmp_path):
+def test_a_rerun_of_a_finished_job_is_skipped_and_a_new_run_reuses_classifiers_and_cgma_cache(tmp_path):
     cfg = compose_config(tmp_path, TINY)
-    run_experiment(cfg)
+    first = run_experiment(cfg)
+    results_json = Path(cfg.paths.output_dir) / "results.json"
+    written = results_json.stat().st_mtime_ns
     cache = Path(cfg.paths.cache_dir)
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
-    again = compose_config(tmp_path, TINY)
-    run_experiment(again)
+
+    # the same job in the same folder (an interrupted sweep rerun): its results, nothing recomputed
+    assert run_experiment(compose_config(tmp_path, TINY))["combinations"] == first["combinations"]
+    assert results_json.stat().st_mtime_ns == written
+    # another setting is another job: it runs, on the cached classifiers and CGMAs
+    changed = run_experiment(compose_config(tmp_path, [*TINY, "evaluate.deletion_steps=2"]))
+    assert results_json.stat().st_mtime_ns != written and changed["job_fingerprint"] != first["job_fingerprint"]
+    assert changed["combinations"][0]["methods"]["gradcam"]["deletion_auc"] != first["combinations"][0]["methods"]["gradcam"]["deletion_auc"]
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
     assert after == stamps  # nothing retrained, nothing recomputed
 

@@ -60,7 +60,7 @@ def test_every_stage_computes_on_the_trainer_root_device(tmp_path, monkeypatch):
 
     lazy = on_lazy_device(compose_config(tmp_path / "lazy", TINY))  # nothing cached there yet
     resolve_paths(lazy)
-    on_lazy = Runtime(lazy.trainer, loggers=[])
+    on_lazy = Runtime(lazy.trainer)
     assert on_lazy.root_device == LAZY
     seen: dict[str, list] = {}
 

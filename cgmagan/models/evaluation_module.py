@@ -70,7 +70,8 @@ class ExplanationEvaluator(pl.LightningModule):
         self.results: list[dict] = []
 
     def test_step(self, batch: dict[str, torch.Tensor], _idx: int, dataloader_idx: int = 0) -> dict:
-        """Scores the batch; returns ``index`` and each method's ``maps`` for callbacks that draw them."""
+        """Scores the batch; returns ``index``, each method's ``maps``, the predicted class and its
+        probability, for callbacks that draw them."""
         batch = as_float32(batch)
         classifier = self.classifiers[dataloader_idx]
         x, target, classes = batch["input"], batch["target"], batch["pred"].long()
@@ -109,7 +110,7 @@ class ExplanationEvaluator(pl.LightningModule):
         scores.update(values, torch.stack(empty), torch.stack(auc))
         if self.num_slots and in_auc.any():
             self._condition_importance(batch, maps["gan"], in_auc, dataloader_idx)
-        return {"index": batch["index"], "maps": maps}
+        return {"index": batch["index"], "maps": maps, "pred": classes, "probability": y}
 
     def _condition_importance(self, batch: dict[str, torch.Tensor], generated: torch.Tensor, rows: torch.Tensor,
                               dataloader_idx: int) -> None:  # fmt: skip

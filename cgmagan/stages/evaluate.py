@@ -4,7 +4,6 @@ baselines) scored on every combination's test images with ``trainer.test``; rank
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import sys
@@ -15,15 +14,18 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cgmagan.callbacks import OverlayFigure
+from cgmagan.config import job_fingerprint
 from cgmagan.data.base import stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
+from cgmagan.loggers import log_results
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
-from cgmagan.report import condition_importance_figure, markdown_table, save_figure
+from cgmagan.report import condition_importance_figure, markdown_table, run_header, save_figure
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.stages.classifier import TrainedClassifier
 from cgmagan.stages.gan import TrainedGAN
+from cgmagan.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,9 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         num_cgmas=int(cfg.cgma.k) if ev.condition_importance else 0,
     )
     out = Path(cfg.paths.output_dir)
-    overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows), row_labels=evaluator.names)
+    overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows),
+                             combinations=[f"{c.name} ({c.combination.kind.replace('_', ' ')})" for c in classifiers],
+                             class_names=[c.data.class_names for c in classifiers])  # fmt: skip
     trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=[overlays], enable_checkpointing=False,
                               inference_mode=False)  # CAM methods backpropagate  # fmt: skip
     log.info("evaluating %d methods on %d combinations: rank %d of %d scores %d of %d test images", len(evaluator.methods),
@@ -115,13 +119,17 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps)},
         "combinations": entries,
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "job_fingerprint": job_fingerprint(cfg),
     }
     table = markdown_table(results)
     if runtime.is_global_zero:
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        (out / "results.md").write_text(f"# Results\n\nCommand: `{results['command']}`\n\n{table}\n")
+        manifests = {f"{name}/{split}": manifest for (name, split), manifest in cache.datamodule.manifests.items()}
+        write_json_atomic(out / "cgma_manifests.json", manifests)  # which cached rows were explained
+        write_json_atomic(out / "results.json", results, sort_keys=False)  # methods in registry order
+        (out / "results.md").write_text(f"# Results\n\n{run_header(results)}\n\n{table}\n")
         if any("condition_importance" in c for c in entries):
             save_figure(condition_importance_figure(results), out / "condition_importance.png")
+        log_results(runtime.loggers, results, out)
         print(table)
         log.info("results written to %s", out)
     return Evaluation(results, table)
