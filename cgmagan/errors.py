@@ -15,3 +15,7 @@ class DatasetNotFoundError(UserError, FileNotFoundError):
 
 class WeightsNotFoundError(UserError, FileNotFoundError):
     """Pretrained weights asked for but not in the local cache (nothing is downloaded)."""
+
+
+class DatasetTooSmallError(UserError, ValueError):
+    """A dataset was found, but its splits leave one empty or unreadable."""

@@ -1,6 +1,8 @@
 """The paper's six datasets, read from fixture trees in their published layouts."""
 
+import numpy as np
 import pytest
+import torch
 
 from cgmagan.data.kaggle import Animals10DataModule, ChineseMNISTDataModule, Food11DataModule
 from cgmagan.data.torchvision_sets import CIFAR10DataModule, EMNISTDataModule, MNISTDataModule
@@ -91,3 +93,48 @@ def test_missing_dataset_names_the_folder_and_the_layout(tmp_path, module, sub, 
         dm.setup()
     message = str(err.value)
     assert str(root) in message and expected in message and "Expected layout" in message
+
+
+@pytest.mark.parametrize("per_class", [1, 2])
+def test_a_dataset_too_small_for_its_splits_says_so_with_the_counts(tmp_path, per_class):
+    from cgmagan.errors import DatasetTooSmallError
+
+    fixtures.animals10(tmp_path / "animals10", per_class=per_class)
+    dm = Animals10DataModule(str(tmp_path / "animals10"), input_size=16, fractions=(0.8, 0.1, 0.1))
+    with pytest.raises(DatasetTooSmallError, match=r"was found under .*too small for its splits: train \d+, (val 0, test \d+|val \d+, test 0) images"):
+        dm.setup()
+
+
+@pytest.mark.parametrize("dtype,white,suffix", [(np.uint16, 65535, "png"), (np.int32, 65535, "tif"), (np.float32, 1.0, "tif")])
+def test_deep_grey_images_load_with_their_own_white_not_clipped(tmp_path, dtype, white, suffix):
+    from PIL import Image
+
+    from cgmagan.data.files import load_image
+
+    ramp = np.tile(np.linspace(0, white, 32), (32, 1))  # black to white, left to right
+    path = tmp_path / f"ramp.{suffix}"
+    Image.fromarray(ramp.astype(dtype)).save(path)  # 16-bit PNG, 32-bit integer and float TIFF
+    with Image.open(path) as img:
+        assert img.mode.startswith("I") or img.mode == "F"
+    for channels in (1, 3):
+        x = load_image(path, channels, 32)
+        assert x.shape == (channels, 32, 32)
+        assert x[:, :, 0].max() < 0.01 and x[:, :, -1].min() > 0.99, "a ramp, not a white page"
+        assert torch.allclose(x[0, 0], torch.linspace(0, 1, 32), atol=0.02)
+
+
+def test_a_split_of_blank_images_is_warned_about(tmp_path, caplog):
+    from PIL import Image
+
+    from cgmagan.data.files import ImageFileDataset, warn_if_constant
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"blank{i}.png")
+        Image.fromarray(np.full((8, 8), 200, np.uint8), "L").save(paths[-1])
+    with caplog.at_level("WARNING"):
+        assert warn_if_constant(ImageFileDataset([(p, 0) for p in paths], 1, 8), "blank train")
+    assert "single flat value" in caplog.text
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), "L").save(noisy)
+    assert not warn_if_constant(ImageFileDataset([(noisy, 0), *((p, 0) for p in paths)], 1, 8), "mixed")

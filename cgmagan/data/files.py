@@ -12,20 +12,39 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cgmagan.data.base import ClassificationDataModule, stratified_split
-from cgmagan.errors import DatasetNotFoundError
+from cgmagan.errors import DatasetNotFoundError, DatasetTooSmallError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+# grey modes deeper than 8 bits, with the value of white: PIL's convert("L") clips them, so a
+# 16-bit image would load as pure white
+_DEEP_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def _deep_grey(img: Image.Image) -> Image.Image:
+    """A 16/32-bit integer or float grey image as a float image in [0, 1] (mode F)."""
+    arr = np.asarray(img, dtype=np.float64)
+    white = _DEEP_GREY[img.mode]
+    if img.mode == "I" and arr.max() > 65535:  # a genuine 32-bit image, not a 16-bit PNG read as I
+        white = 2**32 - 1
+    return Image.fromarray((arr / white).clip(0, 1).astype(np.float32), "F")
+
+
 def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """[channels, size, size] float in [0, 1]; transparency is composited on black."""
+    """[channels, size, size] float in [0, 1]; transparency is composited on black, 16-bit and
+    float grey images are scaled by their own white."""
     with Image.open(path) as img:
-        img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "RGBA") else img
-        img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).view(size, size, channels).permute(2, 0, 1).contiguous()
+        if img.mode in _DEEP_GREY:
+            grey = np.asarray(_deep_grey(img).resize((size, size), Image.BILINEAR), dtype=np.float32)
+            arr = np.repeat(grey[..., None], channels, axis=2)
+        else:
+            img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "RGBA", "PA") else img
+            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(arr)).view(size, size, channels).permute(2, 0, 1).contiguous()
 
 
 def readable(path: Path) -> bool:
@@ -35,6 +54,17 @@ def readable(path: Path) -> bool:
         return True
     except Exception:  # PIL raises many kinds for damaged files  # noqa: BLE001
         return False
+
+
+def warn_if_constant(dataset: Dataset, what: str, probe: int = 16) -> bool:
+    """Warn when the first ``probe`` images all hold one value each (blank input: a wrong bit depth
+    or a broken export trains every stage on nothing). Returns whether it warned."""
+    images = [dataset[i][0] for i in range(min(probe, len(dataset)))]
+    if images and all(float(x.max() - x.min()) == 0 for x in images):
+        log.warning("%s: the first %d images are each a single flat value (e.g. %.3f everywhere); check the files' "
+                    "bit depth and content", what, len(images), float(images[0].flatten()[0]))  # fmt: skip
+        return True
+    return False
 
 
 class ImageFileDataset(Dataset):
@@ -108,6 +138,14 @@ class FileDataModule(ClassificationDataModule):
         if self.splits:
             return
         index = self._split_missing(self.index())
+        if not all(index.values()):
+            counts = ", ".join(f"{split} {len(items)}" for split, items in index.items())
+            per_class = np.bincount([y for items in index.values() for _, y in items], minlength=self.num_classes)
+            raise DatasetTooSmallError(
+                f"{self.title} was found under {self.root}, but it is too small for its splits: {counts} images "
+                f"(fractions {self.fractions}; {per_class.min()} to {per_class.max()} images per class). Add images "
+                "(a few per class in every split at least) or change dataset.fractions."
+            )
         for split, items in index.items():
             ok = [readable(p) for p, _ in tqdm(items, desc=f"checking {self.name} {split} images", leave=False)]
             good = [it for it, fine in zip(items, ok) if fine]
@@ -116,5 +154,7 @@ class FileDataModule(ClassificationDataModule):
                 self.skipped += bad
                 log.warning("%s %s: skipped %d unreadable image(s), e.g. %s", self.name, split, len(bad), bad[0])
             if not good:
-                raise not_found(self.title, self.root, self.layout)
+                raise DatasetTooSmallError(f"{self.title} under {self.root}: none of the {len(items)} {split} images "
+                                           f"can be read (e.g. {bad[0]}); replace the damaged files")  # fmt: skip
             self.splits[split] = ImageFileDataset(good, self.channels, self.input_size)
+            warn_if_constant(self.splits[split], f"{self.name} {split}")
