@@ -135,3 +135,13 @@ def test_the_wheel_ships_every_subpackage_and_the_config_tree(tmp_path):
     configs = {"cgmagan/" + str(p.relative_to(ROOT)) for p in (ROOT / "conf").rglob("*.yaml")}
     assert sources <= names, sorted(sources - names)
     assert configs <= names and "cgmagan/conf/config.yaml" in names, sorted(configs - names)
+
+
+def test_fast_dev_run_caches_cgmas_of_one_precompute_batch_per_split(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY, "combinations.unseen=[]", "trainer.fast_dev_run=true",
+                                    "cgma.max_per_split=null", "cgma.batch_size=8"])  # fmt: skip
+    resolve_paths(cfg)
+    runtime = Runtime.from_config(cfg)
+    cache = build_cgma_cache(cfg, train_classifiers(cfg, runtime), runtime)
+    counts = {key: m["count"] for key, m in cache.datamodule.manifests.items()}
+    assert len(counts) == 6 and set(counts.values()) == {8}, counts
