@@ -51,6 +51,6 @@ def finished_run(tmp_path_factory):
         mp.delenv("WANDB_API_KEY", raising=False)
         mp.setenv("HOME", str(tmp / "home"))  # no ~/.netrc: W&B offline, as on CI
         mp.setenv("WANDB_DATA_DIR", str(tmp / "wandb-data"))
-        cfg = compose_config(tmp, [*TINY, "logger=wandb"])
+        cfg = compose_config(tmp, [*TINY, "logger=wandb", "trainer.log_every_n_steps=1"])  # training losses logged too
         results = run_experiment(cfg)
     return Path(cfg.paths.output_dir), results
