@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,6 +24,8 @@ from cgmagan.stages.evaluate import evaluate
 from cgmagan.stages.gan import train_gan
 
 log = logging.getLogger(__name__)
+
+INCOMPLETE = "INCOMPLETE"  # in a run folder from its start until its results are written
 
 
 def finished_results(cfg: DictConfig) -> dict | None:
@@ -50,10 +53,17 @@ def run_experiment(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:  # seed 0 is a seed
         pl.seed_everything(int(cfg.seed), workers=True)
     runtime = Runtime.from_config(cfg)
+    marker = Path(cfg.paths.output_dir) / INCOMPLETE
+    if runtime.is_global_zero:
+        marker.write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}; not finished (killed or failed, or still "
+                          f"running). Rerun the same command with hydra.run.dir={cfg.paths.output_dir} (in a sweep: "
+                          "the same hydra.sweep.dir) to continue: cached classifiers and CGMA shards are reused.\n")  # fmt: skip
     try:
         classifiers = train_classifiers(cfg, runtime)
         cache = build_cgma_cache(cfg, classifiers, runtime)
         gan = train_gan(cfg, cache, runtime)
-        return evaluate(cfg, gan, runtime).results
+        results = evaluate(cfg, gan, runtime).results
+        marker.unlink(missing_ok=True)
+        return results
     finally:
         runtime.close()

@@ -36,6 +36,7 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
     assert table.count("| gan |") == table.count("| gradcam_again |") == 3
     assert "**gradcam_again**: Grad-CAM once more" in table
     assert (out / "overlays.png").stat().st_size > 10_000
+    assert not (out / "INCOMPLETE").exists(), "a finished run carries no INCOMPLETE mark"
     columns = Image.open(out / "overlays.png").text["Description"]
     assert columns == "columns: input, " + ", ".join(METHODS)
     assert table.count("Condition importance on") == 3 and (out / "condition_importance.png").stat().st_size > 5_000
@@ -193,3 +194,18 @@ def test_a_network_that_cannot_be_explained_as_configured_stops_before_any_train
     with pytest.raises(ConfigError, match=message):
         run_experiment(cfg)
     assert not (tmp_path / "cache" / "classifiers").exists()
+
+
+def test_a_run_that_stops_midway_is_marked_incomplete_with_how_to_continue(tmp_path, monkeypatch):
+    import cgmagan.pipeline
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill during GAN training would leave it
+
+    monkeypatch.setattr(cgmagan.pipeline, "train_gan", killed)
+    cfg = compose_config(tmp_path, [*TINY, "combinations.unseen=[]"])
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+    mark = (Path(cfg.paths.output_dir) / "INCOMPLETE").read_text()
+    assert "not finished" in mark and f"hydra.run.dir={cfg.paths.output_dir}" in mark
+    assert not (Path(cfg.paths.output_dir) / "results.json").exists()
