@@ -19,3 +19,7 @@ class WeightsNotFoundError(UserError, FileNotFoundError):
 
 class DatasetTooSmallError(UserError, ValueError):
     """A dataset was found, but its splits leave one empty or unreadable."""
+
+
+class NumericalError(UserError, FloatingPointError):
+    """NaN or Inf where a number must be finite; the message names where it appeared."""

@@ -211,3 +211,17 @@ def test_the_gan_shuffle_follows_the_run_seed(tmp_path):
     dm.seed = 1
     other = next(iter(dm.train_dataloader()))["target"]
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_a_nan_in_the_classifier_stops_the_precompute_naming_where_and_writes_no_shard(tmp_path):
+    from cgmagan.errors import NumericalError
+
+    dm = make_datamodule(str(tmp_path / "cache"))
+    source = dm.sources[NAME]
+    conv = [m for m in source.classifier.modules() if isinstance(m, torch.nn.Conv2d)][2]
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NumericalError, match=r"shapes/small_resnet train: Grad-CAM is not finite for 8 image\(s\) of this "
+                                             r"batch, first cache row 0 \(dataset item \d+\), at layers \['"):
+        dm.prepare_data()
+    assert not list((tmp_path / "cache").rglob("*.npy")), "no shard holds NaN maps"

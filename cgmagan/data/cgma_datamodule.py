@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
 from cgmagan.data.base import ClassificationDataModule, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
-from cgmagan.errors import ConfigError
+from cgmagan.errors import ConfigError, NumericalError
 from cgmagan.utils import digest, locked
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class ShardComputer:
 
     def __init__(self, source: CGMASource, split: str, indices: np.ndarray, cfg, device: torch.device):
         self.device = device
+        self.name, self.split = source.name, split
         self.model = source.classifier.to(device)
         self.dataset = source.data.dataset(split)
         self.indices = indices  # cache row r holds dataset item indices[r]
@@ -73,10 +74,11 @@ class ShardComputer:
         loader = DataLoader(subset, batch_size=self.cfg.batch_size, shuffle=False)
         out: dict[str, list[np.ndarray]] = {}
         size = self.cfg.map_size
-        zero = 0
+        zero = done = 0
         for batch in loader:
             x, y = batch[0].to(self.device), batch[1].to(self.device)
             cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
+            self._check_finite(cams, logits, first_row=rows.start + done)
             probs = logits.softmax(1)
             arrays = {
                 "image": F.interpolate(to_rgb(x), size=size, mode="bilinear", align_corners=False).clamp(0, 1),
@@ -96,8 +98,25 @@ class ShardComputer:
                     t = t.half()
                 out.setdefault(name, []).append(t.cpu().numpy())
             zero += int(is_zero_map(arrays["target"]).sum())
+            done += len(x)
         info = {"layers": [n for n, _ in self.layers], "zero_targets": zero}
         return {n: np.concatenate(v) for n, v in out.items()}, info
+
+
+    def _check_finite(self, cams: torch.Tensor, logits: torch.Tensor, first_row: int) -> None:
+        """NaN or Inf in a Grad-CAM or a logit stops the precompute before the shard is written."""
+        bad_image = ~(torch.isfinite(cams).flatten(2).all(2).all(1) & torch.isfinite(logits).all(1))  # [B]
+        if not bad_image.any():
+            return
+        first = int(bad_image.nonzero()[0])
+        bad_layers = [name for (name, _), ok in zip(self.layers, torch.isfinite(cams[first]).flatten(1).all(1)) if not ok]
+        row = first_row + first
+        raise NumericalError(
+            f"{self.name} {self.split}: Grad-CAM is not finite for {int(bad_image.sum())} image(s) of this batch, first "
+            f"cache row {row} (dataset item {int(self.indices[row])}), at layers {bad_layers or 'none (the logits)'}. "
+            "The classifier's weights or that image hold NaN/Inf: check the image, or delete the classifier's cache "
+            "folder (<paths.cache_dir>/classifiers) to retrain it. Nothing of this shard was written."
+        )
 
 
 class CGMADataset(Dataset):
