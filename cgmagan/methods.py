@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from cgmagan import linear_baseline
 from cgmagan.cam import normalize_maps
 from cgmagan.cam.package import PACKAGE_CAMS, package_cam
 
@@ -62,6 +63,11 @@ register(ExplanationMethod(
 register(ExplanationMethod(
     "penultimate_gradcam", "Grad-CAM of the second-to-last selected conv layer",
     lambda ev, b, c: b["penultimate"],
+))  # fmt: skip
+register(ExplanationMethod(
+    "linear_cgma", "the target as one linear function of the K CGMAs plus a bias (K + 1 weights for every pixel), "
+    "fit by least squares on the GAN's training data: a learned baseline without a GAN",
+    lambda ev, b, c: linear_baseline.predict(ev.linear_weights, b["cgma"]),
 ))  # fmt: skip
 register(ExplanationMethod(
     "mean_train_target", "the mean Grad-CAM target over the GAN's training data, the same map for every image",

@@ -100,7 +100,7 @@ def test_evaluator_scores_equal_their_definitions_written_out():
     methods = [METHODS["gradcam"], ExplanationMethod("ones", "", lambda ev, b, c: torch.ones_like(b["target"])),
                ExplanationMethod("ramp", "", lambda ev, b, c: ramp.expand(len(b["target"]), -1, -1))]  # fmt: skip
     ev = ExplanationEvaluator(["toy"], [net], ["0"], [False], gan=nn.Identity(), mean_train_target=torch.zeros(8, 8),
-                              methods=methods, deletion_steps=steps, area=0.2)  # fmt: skip
+                              linear_weights=torch.zeros(4), methods=methods, deletion_steps=steps, area=0.2)  # fmt: skip
     with torch.no_grad():
         classes = net(x).argmax(1)
         prob = lambda images: net(images).softmax(1)[torch.arange(n), classes]  # noqa: E731
@@ -141,7 +141,7 @@ def test_condition_importance_finds_the_one_slot_the_gan_uses():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
     ev = ExplanationEvaluator(["toy"], [net], ["0"], [False], gan=SlotTwo(), mean_train_target=torch.zeros(8, 8),
-                              methods=[METHODS["gradcam"], METHODS["gan"]], deletion_steps=2, num_cgmas=3)  # fmt: skip
+                              linear_weights=torch.zeros(4), methods=[METHODS["gradcam"], METHODS["gan"]], deletion_steps=2, num_cgmas=3)  # fmt: skip
     cgmas = torch.rand(4, 3, 8, 8)
     batch = {"input": torch.rand(4, 3, 8, 8), "image": torch.rand(4, 3, 8, 8), "cgma": cgmas, "target": cgmas[:, 1],
              "pred": torch.zeros(4, dtype=torch.long), "index": torch.arange(4), "in_auc": torch.ones(4, dtype=torch.bool)}  # fmt: skip
@@ -156,3 +156,36 @@ def test_condition_importance_finds_the_one_slot_the_gan_uses():
     rolled = cgmas[:, 1].roll(1, dims=0)
     assert other[1]["mean_abs_change"] == pytest.approx(float((rolled - cgmas[:, 1]).abs().mean()), rel=1e-6)
     assert other[1]["dice"] == pytest.approx(float(dice_at_threshold(rolled, cgmas[:, 1]).mean()), rel=1e-6)
+
+
+def test_linear_cgma_baseline_recovers_the_target_exactly_when_k_equals_the_number_of_layers():
+    from cgmagan.cam import cgma
+    from cgmagan.linear_baseline import fit, predict
+
+    torch.manual_seed(0)
+    layers = 6
+    cams = torch.rand(10, layers, 8, 8)  # the target is the last layer's map
+    cgmas = cgma(cams, k=layers)  # C_j = mean of the first j maps
+    weights = fit(cgmas, cams[:, -1])
+    expected = torch.zeros(layers + 1)
+    expected[-3], expected[-2] = -(layers - 1), layers  # target = L·C_L − (L−1)·C_(L−1), no bias
+    assert torch.allclose(weights, expected, atol=1e-4)
+    assert torch.allclose(predict(weights, cgmas), cams[:, -1], atol=1e-5)
+
+    fewer = cgma(cams, k=3)  # K < L: only an approximation, but the best linear one
+    w3 = fit(fewer, cams[:, -1])
+    best = ((predict(w3, fewer) - cams[:, -1]) ** 2).mean()
+    for nudge in torch.eye(4) * 0.05:
+        assert ((predict(w3 + nudge, fewer) - cams[:, -1]) ** 2).mean() >= best
+
+
+def test_linear_cgma_fit_streams_over_cache_shards_like_one_fit():
+    from cgmagan.data.cgma_store import ShardedArrays
+    from cgmagan.linear_baseline import fit, fit_on_cache
+
+    torch.manual_seed(1)
+    cgmas, targets = torch.rand(12, 4, 8, 8), torch.rand(12, 8, 8)
+    shards = [{"cgma": ShardedArrays([cgmas[:5].half().numpy(), cgmas[5:9].half().numpy()]),
+               "target": ShardedArrays([targets[:5].half().numpy(), targets[5:9].half().numpy()])},
+              {"cgma": ShardedArrays([cgmas[9:].half().numpy()]), "target": ShardedArrays([targets[9:].half().numpy()])}]  # fmt: skip
+    assert torch.allclose(fit_on_cache(shards), fit(cgmas.half().float(), targets.half().float()), atol=1e-5)

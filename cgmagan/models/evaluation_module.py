@@ -47,6 +47,7 @@ class ExplanationEvaluator(pl.LightningModule):
         has_masks: list[bool],
         gan: CGMAGAN,
         mean_train_target: torch.Tensor,
+        linear_weights: torch.Tensor,
         methods: list[ExplanationMethod],
         deletion_steps: int = 20,
         area: float = 0.2,
@@ -62,6 +63,7 @@ class ExplanationEvaluator(pl.LightningModule):
         self.deletion_steps, self.area = deletion_steps, area
         size = mean_train_target.shape[-1]
         self.register_buffer("mean_train_target", mean_train_target.float())
+        self.register_buffer("linear_weights", linear_weights.float())  # the linear CGMA baseline's K + 1 weights
         self.register_buffer("centred_gaussian", centred_gaussian(size, gaussian_sigma))
         method_names = [m.name for m in self.methods]
         self.scores = nn.ModuleList(ExplanationScores(method_names, masks) for masks in has_masks)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from cgmagan import linear_baseline
 from cgmagan.callbacks import OverlayFigure
 from cgmagan.config import job_fingerprint
 from cgmagan.data.base import stratified_subset
@@ -62,6 +63,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     classifiers = cache.classifiers.all
     ev = cfg.evaluate
     datasets = [test_items(c, cache, ev, cfg.seed or 0) for c in classifiers]
+    linear_weights = linear_baseline.fit_on_cache([cache.datamodule.arrays(c.name, "train") for c in cache.classifiers.train])
     evaluator = ExplanationEvaluator(
         names=[c.name for c in classifiers],
         classifiers=[c.module.net for c in classifiers],
@@ -69,6 +71,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         has_masks=["mask" in ds.rows for ds in datasets],
         gan=gan.module,
         mean_train_target=cache.datamodule.mean_train_target(),
+        linear_weights=linear_weights,
         methods=select_methods(ev.methods),
         deletion_steps=int(ev.deletion_steps),
         area=float(ev.area),
@@ -116,7 +119,8 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         "seed": cfg.seed,
         "train_combinations": [c.name for c in cache.classifiers.train],
         "gan_checkpoint": str(gan.checkpoint) if gan.checkpoint else None,
-        "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps)},
+        "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps),
+                     "linear_cgma_weights": [round(float(w), 6) for w in linear_weights]},  # K CGMAs, then the bias
         "combinations": entries,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "job_fingerprint": job_fingerprint(cfg),
