@@ -40,7 +40,9 @@ def validate(cfg: DictConfig) -> None:
 
     ev = cfg.evaluate
     _positive(ev, "evaluate", ("max_images", "deletion_steps", "batch_size"))
-    _positive(ev, "evaluate", ("auc_images", "overlay_rows"), allow_zero=True)
+    _positive(ev, "evaluate", ("auc_images", "road_images", "overlay_rows"), allow_zero=True)
+    if not all(isinstance(p, int) and 0 < p < 100 for p in ev.road_percentiles):
+        raise ConfigError(f"evaluate.road_percentiles must be integers between 0 and 100, got {list(ev.road_percentiles)}")
     if not 0 < float(ev.area) <= 1:
         raise ConfigError(f"evaluate.area is a share of pixels in (0, 1], got {ev.area!r}")
     if float(ev.gaussian_sigma) <= 0:

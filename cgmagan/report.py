@@ -57,6 +57,11 @@ def _column(score: Score, settings: dict) -> str:
     return score.column.format(area=round(100 * settings["area"]))
 
 
+def _road(settings: dict) -> str:
+    percentiles = settings.get("road_percentiles") or []
+    return f"{', '.join(map(str, percentiles))} % of pixels removed, on {settings.get('road_images', 0)} images per combination"
+
+
 def _condition_table(combo: dict) -> list[str]:
     slots = combo.get("condition_importance")
     if not slots:
@@ -127,7 +132,7 @@ def markdown_table(results: dict) -> str:
     lines.append("Methods: " + "; ".join(f"**{m}**: {METHODS[m].description}" for m in shown if m in METHODS) + ".")
     lines.append("")
     lines.append("Columns: " + "; ".join(
-        f"**{_column(c, settings)}**: {c.description.format(area=round(100 * settings['area']), steps=settings['deletion_steps'])}"
+        f"**{_column(c, settings)}**: {c.description.format(area=round(100 * settings['area']), steps=settings['deletion_steps'], road=_road(settings))}"
         for c in SCORES
     ) + ".")  # fmt: skip
     return "\n".join(lines)

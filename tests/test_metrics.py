@@ -189,3 +189,24 @@ def test_linear_cgma_fit_streams_over_cache_shards_like_one_fit():
                "target": ShardedArrays([targets[:5].half().numpy(), targets[5:9].half().numpy()])},
               {"cgma": ShardedArrays([cgmas[9:].half().numpy()]), "target": ShardedArrays([targets[9:].half().numpy()])}]  # fmt: skip
     assert torch.allclose(fit_on_cache(shards), fit(cgmas.half().float(), targets.half().float()), atol=1e-5)
+
+
+def test_road_is_the_grad_cam_packages_and_does_not_depend_on_batching():
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3)).eval()  # fmt: skip
+    x, maps = torch.rand(3, 3, 12, 12), torch.rand(3, 12, 12)
+    classes, seeds = torch.tensor([0, 2, 1]), torch.tensor([11, 12, 13])
+    morf, lerf = fa.road(net, x, maps, classes, [20, 60], seeds)
+    for i in range(3):
+        for metric, ours in ((ROADMostRelevantFirstAverage([20, 60]), morf), (ROADLeastRelevantFirstAverage([20, 60]), lerf)):
+            torch.manual_seed(int(seeds[i]))
+            cam = maps[i : i + 1].round(decimals=4).numpy()  # ours rounds maps to 1e-4 (see fa.road)
+            theirs = metric(x[i : i + 1], cam, [ClassifierOutputSoftmaxTarget(int(classes[i]))], net)
+            assert float(ours[i]) == pytest.approx(float(theirs[0]), abs=1e-6)
+    alone = fa.road(net, x[2:], maps[2:], classes[2:], [20, 60], seeds[2:])
+    assert float(alone[0][0]) == float(morf[2]) and float(alone[1][0]) == float(lerf[2]), "the same on any rank"
+    assert fa.road(net, x, maps, classes, [20, 60], seeds + 1)[0].tolist() != morf.tolist(), "the seed is used"

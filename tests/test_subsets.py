@@ -67,8 +67,9 @@ def test_cached_and_evaluated_subsets_of_a_class_ordered_dataset_keep_its_class_
     combo = Combination("food11", "small_resnet", "seen", OmegaConf.create({}), OmegaConf.create({}))
     clf = TrainedClassifier(combo, data, None, 0.1, tmp_path / "none.ckpt", "fixed", reused=True)
     cache = CGMACache(dm, Classifiers([clf], []))
-    items = evaluation_items(clf, cache, OmegaConf.create({"max_images": 11, "auc_images": 3}), seed=5)
+    items = evaluation_items(clf, cache, OmegaConf.create({"max_images": 11, "auc_images": 3, "road_images": 2}), seed=5)
     evaluated = dm.arrays(name, "test")["label"].rows(0, 22)[items.evaluated]
     assert sorted(evaluated.tolist()) == list(range(11))  # one of each class
     assert items.in_auc.sum() == 3 and len(set(evaluated[items.in_auc].tolist())) == 3
+    assert items.in_road.sum() == 2 and not (items.in_road & ~items.in_auc).any()  # ROAD images are AUC images
     assert all(int(items[i]["label"]) == evaluated[i] for i in range(len(items)))  # rows checked against images

@@ -25,7 +25,7 @@ class CacheMismatchError(UserError):
 class EvaluationDataset(Dataset):
     """Item i: ``input`` (the test image as the classifier takes it), its cache row (``image``,
     ``cgma``, ``target``, ``penultimate``, ``pred``, ``label`` [, ``mask``]), ``index`` i and
-    ``in_auc`` (whether deletion / insertion are computed for it).
+    ``in_auc`` (whether deletion / insertion are computed for it) and ``in_road`` (ROAD).
 
     ``dataset_indices[r]`` is the dataset item that cache row r holds; ``evaluated`` lists the
     cache rows to score, in order. Each item is checked: the cached label and the cached map-size
@@ -34,12 +34,13 @@ class EvaluationDataset(Dataset):
     """
 
     def __init__(self, name: str, images: Dataset, rows: dict[str, ShardedArrays], dataset_indices: np.ndarray,
-                 evaluated: np.ndarray, in_auc: np.ndarray):  # fmt: skip
+                 evaluated: np.ndarray, in_auc: np.ndarray, in_road: np.ndarray | None = None):  # fmt: skip
         if len(dataset_indices) != len(rows["target"]) or len(in_auc) != len(evaluated):
             raise CacheMismatchError(f"{name}: the CGMA cache holds {len(rows['target'])} rows, but "
                                      f"{len(dataset_indices)} dataset items were listed for it")  # fmt: skip
         self.name, self.images, self.rows = name, images, rows
         self.dataset_indices, self.evaluated, self.in_auc = dataset_indices, evaluated, in_auc
+        self.in_road = np.zeros(len(evaluated), bool) if in_road is None else in_road
 
     def __len__(self) -> int:
         return len(self.evaluated)
@@ -58,7 +59,8 @@ class EvaluationDataset(Dataset):
                 "or other pixels): the test data changed after the cache was built. Delete that combination's "
                 "folders under <paths.cache_dir>/cgma and rerun."
             )
-        return {"index": torch.tensor(i), "in_auc": torch.tensor(bool(self.in_auc[i])), "input": x, **row}
+        return {"index": torch.tensor(i), "in_auc": torch.tensor(bool(self.in_auc[i])),
+                "in_road": torch.tensor(bool(self.in_road[i])), "input": x, **row}  # fmt: skip
 
 
 class EvaluationDataModule(pl.LightningDataModule):

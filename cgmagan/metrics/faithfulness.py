@@ -77,3 +77,30 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
+
+
+def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, percentiles: list[int],
+         seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Per-image ROAD (Rong et al. 2022) through the ``grad-cam`` package: the change of the class
+    probability when each percentile of pixels is replaced by noisy linear imputation, most
+    relevant first (MoRF, lower is better) and least relevant first (LeRF, higher is better),
+    averaged over ``percentiles``. The imputation's noise is drawn from ``seeds[i]`` for image i, so
+    the scores do not depend on batching or on how DDP splits the images."""
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    morf, lerf = ROADMostRelevantFirstAverage(list(percentiles)), ROADLeastRelevantFirstAverage(list(percentiles))
+    scores = []
+    for i in range(len(images)):
+        # maps rounded to 1e-4: a map computed in another batch (another DDP rank) differs by ~1e-7,
+        # enough to move tied pixels across a percentile threshold
+        cam = maps[i : i + 1].float().round(decimals=4).cpu().numpy()
+        x, target = images[i : i + 1], [ClassifierOutputSoftmaxTarget(int(classes[i]))]
+        per_order = []
+        for metric in (morf, lerf):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seeds[i]))
+                per_order.append(float(metric(x, cam, target, model)[0]))
+        scores.append(per_order)
+    out = torch.tensor(scores, dtype=torch.float32, device=images.device).reshape(-1, 2)
+    return out[:, 0], out[:, 1]

@@ -38,6 +38,8 @@ SCORES = (
     Score("win_vs_gradcam", "Win vs GC %", "{:.1f}", "share of images where the method's drop is below Grad-CAM's (ties ½)"),
     Score("deletion_auc", "Del AUC↓", "{:.3f}", "RISE deletion AUC: top pixels set to 0, {steps} steps"),
     Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a copy blurred by a Gaussian (kernel 11, σ 5), {steps} steps"),
+    Score("road_morf", "ROAD MoRF↓", "{:.3f}", "ROAD (grad-cam package): class probability change when the most relevant pixels are replaced by noisy linear imputation, mean over {road}"),
+    Score("road_lerf", "ROAD LeRF↑", "{:.3f}", "ROAD, least relevant pixels first, mean over {road}"),
     Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object"),
     Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object"),
 )
@@ -47,6 +49,7 @@ FAITHFULNESS = ("average_drop", "increase_in_confidence", "average_drop_matched_
                 *(f"{m}_{t}" for t in TOP_AREAS for m in ("average_drop", "increase_in_confidence")), "win_vs_gradcam")  # fmt: skip
 LOCALIZATION = ("pointing_game", "energy_in_mask")
 AUC = ("deletion_auc", "insertion_auc")
+ROAD = ("road_morf", "road_lerf")
 
 
 def per_image_keys(has_masks: bool) -> tuple[str, ...]:
@@ -58,8 +61,8 @@ class ExplanationScores(Metric):
     """Sums of per-image scores [method, score] for one combination; ``compute`` gives the means.
 
     ``update`` takes per-image values [M, Q, B] for the keys of :func:`per_image_keys`, the
-    images where both the map and Grad-CAM are empty at 0.5 [M, B], and deletion / insertion AUCs
-    [M, 2, A] of the batch's AUC images. Sums are float64, so any split across ranks gives the
+    images where both the map and Grad-CAM are empty at 0.5 [M, B], deletion / insertion AUCs
+    [M, 2, A] of the batch's AUC images and ROAD MoRF / LeRF [M, 2, R] of its ROAD images. Sums are float64, so any split across ranks gives the
     same means as one process to within rounding.
     """
 
@@ -75,26 +78,34 @@ class ExplanationScores(Metric):
         self.add_state("images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("auc_sums", torch.zeros(m, 2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("auc_images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("road_sums", torch.zeros(m, 2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("road_images", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, per_image: torch.Tensor, both_empty: torch.Tensor, auc: torch.Tensor) -> None:
+    def update(self, per_image: torch.Tensor, both_empty: torch.Tensor, auc: torch.Tensor, road: torch.Tensor) -> None:
         self.sums += per_image.double().sum(-1)
         self.both_empty += both_empty.double().sum(-1)
         self.images += per_image.shape[-1]
         self.auc_sums += auc.double().sum(-1)
         self.auc_images += auc.shape[-1]
+        self.road_sums += road.double().sum(-1)
+        self.road_images += road.shape[-1]
 
     def compute(self) -> dict:
-        """``{"n_images", "n_auc", "methods": {method: {score: mean, "both_empty": count}}}``."""
+        """``{"n_images", "n_auc", "n_road", "methods": {method: {score: mean, "both_empty": count}}}``."""
         means = (self.sums / self.images.clamp_min(1)).tolist()
         auc = (self.auc_sums / self.auc_images.clamp_min(1)).tolist()
+        road = (self.road_sums / self.road_images.clamp_min(1)).tolist()
         methods = {}
         for i, name in enumerate(self.methods):
             row = dict(zip(self.keys, means[i]))
             row["both_empty"] = int(self.both_empty[i])
             if self.auc_images > 0:
                 row.update(zip(AUC, auc[i]))
+            if self.road_images > 0:
+                row.update(zip(ROAD, road[i]))
             methods[name] = row
-        return {"n_images": int(self.images), "n_auc": int(self.auc_images), "methods": methods}
+        return {"n_images": int(self.images), "n_auc": int(self.auc_images), "n_road": int(self.road_images),
+                "methods": methods}  # fmt: skip
 
 
 class ConditionImportance(Metric):

@@ -50,6 +50,7 @@ class ExplanationEvaluator(pl.LightningModule):
         linear_weights: torch.Tensor,
         methods: list[ExplanationMethod],
         deletion_steps: int = 20,
+        road_percentiles: list[int] = (10, 30, 50, 70, 90),
         area: float = 0.2,
         gaussian_sigma: float = 0.25,
         num_cgmas: int = 8,  # CGMA slots to probe for condition importance; 0: none
@@ -60,7 +61,7 @@ class ExplanationEvaluator(pl.LightningModule):
         self.target_modules = [dict(c.named_modules())[name] for c, name in zip(classifiers, target_layers)]
         self.gan = gan
         self.methods = list(methods)
-        self.deletion_steps, self.area = deletion_steps, area
+        self.deletion_steps, self.area, self.road_percentiles = deletion_steps, area, list(road_percentiles)
         size = mean_train_target.shape[-1]
         self.register_buffer("mean_train_target", mean_train_target.float())
         self.register_buffer("linear_weights", linear_weights.float())  # the linear CGMA baseline's K + 1 weights
@@ -80,8 +81,9 @@ class ExplanationEvaluator(pl.LightningModule):
         maps = {m.name: m.explain(self, batch, dataloader_idx).float() for m in self.methods}
         y = fa.class_probability(classifier, x, classes)  # confidence on the unmasked image
         in_auc = batch["in_auc"]
+        in_road = batch.get("in_road", torch.zeros_like(in_auc))
 
-        per_image, empty, auc, drops = [], [], [], {}
+        per_image, empty, auc, road, drops = [], [], [], [], {}
         for name, heatmap in maps.items():
             full = fa.resize_maps(heatmap, tuple(x.shape[-2:]))
             o = fa.class_probability(classifier, fa.explanation_image(x, full), classes)
@@ -103,13 +105,18 @@ class ExplanationEvaluator(pl.LightningModule):
                 auc.append(torch.stack([dele, ins]))
             else:
                 auc.append(x.new_zeros(2, 0))
+            if in_road.any():  # the image's index seeds its imputation noise: the same on any rank
+                road.append(torch.stack(fa.road(classifier, x[in_road], full[in_road], classes[in_road],
+                                                self.road_percentiles, batch["index"][in_road])))  # fmt: skip
+            else:
+                road.append(x.new_zeros(2, 0))
         reference = drops[REFERENCE_METHOD]
         for row, name in zip(per_image, maps):
             row["win_vs_gradcam"] = fa.win(drops[name], reference)
 
         scores = self.scores[dataloader_idx]
         values = torch.stack([torch.stack([row[k] for k in scores.keys]) for row in per_image])  # [M, Q, B]
-        scores.update(values, torch.stack(empty), torch.stack(auc))
+        scores.update(values, torch.stack(empty), torch.stack(auc), torch.stack(road))
         if self.num_slots and in_auc.any():
             self._condition_importance(batch, maps["gan"], in_auc, dataloader_idx)
         return {"index": batch["index"], "maps": maps, "pred": classes, "probability": y}

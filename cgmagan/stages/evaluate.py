@@ -46,15 +46,18 @@ def _command() -> str:
 
 
 def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: int) -> EvaluationDataset:
-    """The cached test rows to score: ``evaluate.max_images`` of them and, among those, the
-    ``evaluate.auc_images`` for deletion / insertion, each a seeded stratified sample."""
+    """The cached test rows to score: ``evaluate.max_images`` of them; among those, the
+    ``evaluate.auc_images`` for deletion / insertion, and among these the ``evaluate.road_images``
+    for ROAD, each a seeded stratified sample."""
     rows = cache.test_rows(clf.name)
     labels = rows["label"].rows(0, len(rows["label"]))
     evaluated = stratified_subset(labels, int(ev.max_images), seed)
-    in_auc = np.zeros(len(evaluated), bool)
-    in_auc[stratified_subset(labels[evaluated], int(ev.auc_images), seed)] = True
+    auc = stratified_subset(labels[evaluated], int(ev.auc_images), seed)
+    in_auc, in_road = np.zeros(len(evaluated), bool), np.zeros(len(evaluated), bool)
+    in_auc[auc] = True
+    in_road[auc[stratified_subset(labels[evaluated][auc], int(ev.road_images), seed)]] = True
     indices = cache.datamodule.indices(clf.name, "test")
-    return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc)
+    return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc, in_road)
 
 
 def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
@@ -74,6 +77,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         linear_weights=linear_weights,
         methods=select_methods(ev.methods),
         deletion_steps=int(ev.deletion_steps),
+        road_percentiles=list(ev.road_percentiles),
         area=float(ev.area),
         gaussian_sigma=float(ev.gaussian_sigma),
         num_cgmas=int(cfg.cgma.k) if ev.condition_importance else 0,
@@ -104,6 +108,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
             "flagged": share > ZERO_TARGET_FLAG or clf.near_chance,
             "n_test": scores["n_images"],
             "n_auc": scores["n_auc"],
+            "n_road": scores["n_road"],
             "num_layers": cache.datamodule.manifests[(clf.name, "test")]["num_layers"],
             "methods": scores["methods"],
         }
@@ -120,6 +125,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         "train_combinations": [c.name for c in cache.classifiers.train],
         "gan_checkpoint": str(gan.checkpoint) if gan.checkpoint else None,
         "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps),
+                     "road_images": int(ev.road_images), "road_percentiles": list(ev.road_percentiles),
                      "linear_cgma_weights": [round(float(w), 6) for w in linear_weights]},  # K CGMAs, then the bias
         "combinations": entries,
         "config": OmegaConf.to_container(cfg, resolve=True),
