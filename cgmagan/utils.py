@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def digest(obj) -> str:
@@ -71,3 +71,26 @@ def instantiate_list(node: DictConfig | None, what: str) -> list:
             raise ValueError(f"{what} entry {key!r} has no _target_; give it one or set it to null to disable it")
         objects.append(instantiate(conf))
     return objects
+
+
+def inert(config):
+    """A config with every ``_target_`` renamed ``factory``: kept in a checkpoint's hyperparameters,
+    where Hydra must not build it while it instantiates the module around it. :func:`live` undoes it."""
+    if isinstance(config, DictConfig | ListConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    if isinstance(config, dict):
+        return {("factory" if k == "_target_" else k): inert(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [inert(v) for v in config]
+    return config
+
+
+def live(config):
+    """The config :func:`inert` kept, instantiable again."""
+    if isinstance(config, DictConfig | ListConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    if isinstance(config, dict):
+        return {("_target_" if k == "factory" else k): live(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [live(v) for v in config]
+    return config

@@ -138,3 +138,24 @@ def test_a_split_of_blank_images_is_warned_about(tmp_path, caplog):
     noisy = tmp_path / "noisy.png"
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), "L").save(noisy)
     assert not warn_if_constant(ImageFileDataset([(noisy, 0), *((p, 0) for p in paths)], 1, 8), "mixed")
+
+
+def test_a_file_datasets_fingerprint_changes_with_one_image_and_not_with_a_rerun(tmp_path):
+    import os
+
+    fixtures.food11_flat(tmp_path / "food11")
+
+    def fingerprint():
+        dm = Food11DataModule(str(tmp_path / "food11"), input_size=24)
+        dm.setup()
+        return dm.fingerprint(), dm
+
+    first, dm = fingerprint()
+    assert fingerprint()[0] == first
+    path = dm.dataset("test").items[3][0]
+    path.write_bytes(path.read_bytes() + b"\0")  # another version of one image
+    changed, _ = fingerprint()
+    assert changed != first
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same bytes, touched: counts as changed
+    assert fingerprint()[0] != changed

@@ -90,6 +90,12 @@ class ClassificationDataModule(pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def fingerprint(self) -> str | None:
+        """A digest of the data itself, for the cache keys: another copy or version of a dataset
+        gets other classifiers and CGMAs. None for data generated from its config alone (the
+        config is in the keys already)."""
+        return None
+
     def labels(self, split: str) -> np.ndarray:
         """The class of every item of ``split``, without loading images."""
         return np.asarray(self.dataset(split).labels)

@@ -177,7 +177,8 @@ class CGMADataModule(pl.LightningDataModule):
     def store(self, name: str, split: str) -> CGMAStore:
         source, rows = self.sources[name], self.indices(name, split)
         settings = {k: self.cfg[k] for k in ("k", "order", "exclude_target_layer", "map_size")}
-        key = digest({"classifier": source.classifier_sha256, "split": split, "target_layer": source.target_layer,
+        key = digest({"classifier": source.classifier_sha256, "data": source.data.fingerprint(), "split": split,
+                      "target_layer": source.target_layer,
                       "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest(), "cgma": settings})  # fmt: skip
         folder = self.cache_dir / "cgma" / f"{name.replace('/', '-')}-{split}-{key}"
         return CGMAStore(folder, key, len(rows), int(self.cfg.shard_size), verify=self.cfg.verify)

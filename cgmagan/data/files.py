@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from cgmagan.data.base import ClassificationDataModule, stratified_split
 from cgmagan.errors import DatasetNotFoundError, DatasetTooSmallError
+from cgmagan.utils import digest
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,23 @@ class FileDataModule(ClassificationDataModule):
         self.root = Path(root).expanduser()
         self.fractions = tuple(fractions)
         self.skipped: list[Path] = []
+        self._fingerprint: str | None = None
 
     def index(self) -> dict[str, list[tuple[Path, int]] | None]:
         raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Every split's files (path under the root, label, size, modification time): changing,
+        adding or removing one image changes it, without reading any image. Computed once per run."""
+        if self._fingerprint is not None:
+            return self._fingerprint
+        listing = []
+        for split in ("train", "val", "test"):
+            for path, label in self.dataset(split).items:
+                st = path.stat()
+                listing.append((split, str(path.relative_to(self.root)), label, st.st_size, st.st_mtime_ns))
+        self._fingerprint = digest(listing)
+        return self._fingerprint
 
     def _split_missing(self, index: dict) -> dict[str, list[tuple[Path, int]]]:
         if index.get("val") is not None and index.get("test") is not None:

@@ -3,6 +3,7 @@ validation carved from train by the seed). Nothing is downloaded unless ``downlo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ class TorchvisionDataModule(ClassificationDataModule):
         self.root = Path(root).expanduser()
         self.download = download
         self.val_fraction = val_fraction
+        self._fingerprint: str | None = None
 
     def _load(self, train: bool):
         raise NotImplementedError
@@ -41,6 +43,18 @@ class TorchvisionDataModule(ClassificationDataModule):
         if images.shape[-1] != self.input_size:
             images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False).clamp(0, 1)
         return images.contiguous(), torch.as_tensor(np.asarray(ds.targets)).long()
+
+    def fingerprint(self) -> str:
+        """sha256 of every split's pixels and labels as loaded (about a second for CIFAR-10), once per run."""
+        if self._fingerprint is not None:
+            return self._fingerprint
+        h = hashlib.sha256()
+        for split in ("train", "val", "test"):
+            ds = self.dataset(split)
+            h.update(ds.images.numpy().tobytes())
+            h.update(ds.labels.numpy().tobytes())
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

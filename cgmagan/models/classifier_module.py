@@ -12,6 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from cgmagan.backbones import build_net
+from cgmagan.errors import NumericalError
+from cgmagan.utils import live
+
 
 class Normalize(nn.Module):
     """Per-channel normalisation inside the network, so callers pass images in [0, 1]."""
@@ -35,15 +39,26 @@ class ClassifierModule(pl.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None = None,
+        *,
         num_classes: int,
         mean,
         std,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        backbone: dict | None = None,
+        in_channels: int | None = None,
+        input_size: int | None = None,
+        class_names: list[str] | None = None,
     ):
         super().__init__()
+        # the checkpoint describes its network (backbone config made inert, channels, input size,
+        # class names): ``load_from_checkpoint(path)`` rebuilds it alone
         self.save_hyperparameters(ignore=["net"], logger=False)
+        if net is None:
+            if backbone is None or in_channels is None:
+                raise ValueError("ClassifierModule needs a net, or a backbone config and in_channels to build one")
+            net = build_net({**live(backbone), "pretrained": False}, in_channels, num_classes)  # weights: the checkpoint's
         self.net = nn.Sequential(Normalize(mean, std), net)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -55,7 +70,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch[0], batch[1]
         loss = F.cross_entropy(self(x), y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NumericalError(
                 f"classifier loss is {loss.item()} at step {self.global_step}: lower the classifier's learning rate "
                 "(classifier.module.optimizer.lr) or check the input data for NaNs"
             )

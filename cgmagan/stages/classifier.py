@@ -24,12 +24,13 @@ from cgmagan.data.cgma_datamodule import check_layers
 from cgmagan.errors import ConfigError
 from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.runtime import Runtime
-from cgmagan.utils import digest, file_sha256, write_json_atomic
+from cgmagan.utils import digest, file_sha256, inert, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 # trainer settings that change the trained weights; devices, strategy and loggers do not
-_TRAINER_KEYS = ("fast_dev_run", "limit_train_batches", "precision", "accumulate_grad_batches", "gradient_clip_val")
+_TRAINER_KEYS = ("fast_dev_run", "limit_train_batches", "overfit_batches", "max_steps", "precision",
+                 "accumulate_grad_batches", "gradient_clip_val", "deterministic")  # fmt: skip
 CHECKPOINT, META = "classifier.ckpt", "meta.json"
 
 
@@ -64,15 +65,18 @@ class Classifiers:
         return self.train + self.unseen
 
 
-def classifier_key(combo: Combination, cfg: DictConfig) -> str:
+def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataModule) -> str:
+    """What the trained weights depend on: the data itself (its fingerprint: another copy or version
+    of a dataset is another key), the settings of data, network, training and the seed."""
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
             if k not in ("batch_size", "num_workers", "root", "download")}  # fmt: skip
+    data["fingerprint"] = dm.fingerprint()
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     backbone = {k: v for k, v in OmegaConf.to_container(combo.backbone_cfg, resolve=True).items()
                 if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
     return digest({"data": data, "input_size": combo.input_size, "backbone": backbone,
                    "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
-                   "trainer": trainer, "seed": cfg.seed, "format": 3})  # fmt: skip
+                   "trainer": trainer, "seed": cfg.seed, "format": 4})  # 4: self-describing checkpoints  # fmt: skip
 
 
 def _net(combo: Combination, dm: ClassificationDataModule, for_loading: bool = False):
@@ -97,7 +101,9 @@ def check_explainable(combo: Combination, dm: ClassificationDataModule, cfg: Dic
 
 def _build_module(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig) -> ClassifierModule:
     return instantiate(cfg.classifier.module, net=_net(combo, dm), num_classes=dm.num_classes,
-                       mean=list(dm.mean), std=list(dm.std))  # fmt: skip
+                       mean=list(dm.mean), std=list(dm.std),
+                       backbone=inert(OmegaConf.to_container(combo.backbone_cfg, resolve=True)), in_channels=dm.channels,
+                       input_size=combo.input_size, class_names=list(dm.class_names))  # fmt: skip
 
 
 def _verified_meta(folder: Path) -> dict | None:
@@ -120,7 +126,7 @@ def _frozen(module: ClassifierModule) -> ClassifierModule:
 
 
 def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictConfig, runtime: Runtime) -> TrainedClassifier:
-    folder = Path(cfg.paths.cache_dir) / "classifiers" / f"{combo.dataset}-{combo.backbone}-{classifier_key(combo, cfg)}"
+    folder = Path(cfg.paths.cache_dir) / "classifiers" / f"{combo.dataset}-{combo.backbone}-{classifier_key(combo, cfg, dm)}"
     with runtime.rank_zero_lock(folder):
         meta = runtime.broadcast(_verified_meta(folder) if runtime.is_global_zero else None)
         if meta is not None:
