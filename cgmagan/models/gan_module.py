@@ -5,12 +5,14 @@ LightningModule built from ``conf/gan`` (generator and discriminator nested, opt
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cgmagan.errors import NumericalError
 from cgmagan.metrics.agreement import dice_at_threshold
 
 
@@ -34,7 +36,10 @@ class CGMAGAN(pl.LightningModule):
         optimizer_g: Callable[..., torch.optim.Optimizer],
         optimizer_d: Callable[..., torch.optim.Optimizer],
         lambda_l1: float = 100.0,
+        description: dict | None = None,
     ):
+        """``description``: the networks' configs, map size and CGMA settings, saved with the
+        hyperparameters so that a checkpoint can be rebuilt alone (:func:`cgmagan.stages.gan.load_gan`)."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator"], logger=False)
         self.generator = generator
@@ -50,11 +55,17 @@ class CGMAGAN(pl.LightningModule):
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
 
     def _check_finite(self, **losses: torch.Tensor) -> None:
+        """Called before the optimiser steps: a non-finite loss never reaches the weights."""
         bad = {k: v.item() for k, v in losses.items() if not torch.isfinite(v)}
         if bad:
-            raise FloatingPointError(
-                f"GAN loss not finite at step {self.global_step}: {bad}. The last good checkpoint is "
-                "kept in the run's checkpoints folder; lower the GAN's learning rates or gan.module.lambda_l1 and rerun."
+            callback = self.trainer.checkpoint_callback if self._trainer is not None else None
+            saved = sorted(Path(callback.dirpath).glob("*.ckpt")) if callback and callback.dirpath else []
+            kept = (f"the checkpoints saved before it are in {callback.dirpath} ({', '.join(p.name for p in saved)})"
+                    if saved else "no checkpoint was saved before it")  # fmt: skip
+            raise NumericalError(
+                f"GAN loss not finite at epoch {self.current_epoch}, step {self.global_step}: {bad}; the weights were "
+                f"not updated with it and {kept}. Lower the GAN's learning rates or gan.module.lambda_l1, check the "
+                "cached CGMAs, and rerun."
             )
 
     def training_step(self, batch, _idx):
@@ -67,6 +78,7 @@ class CGMAGAN(pl.LightningModule):
             self._bce(self.discriminator(image, target), True)
             + self._bce(self.discriminator(image, fake.detach()), False)
         )
+        self._check_finite(loss_d=loss_d)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
@@ -74,11 +86,11 @@ class CGMAGAN(pl.LightningModule):
         loss_adv = self._bce(self.discriminator(image, fake), True)
         loss_l1 = F.l1_loss(fake, target)
         loss_g = loss_adv + self.hparams.lambda_l1 * loss_l1
+        self._check_finite(loss_g=loss_g)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()
 
-        self._check_finite(loss_d=loss_d, loss_g=loss_g)
         self.log_dict({"train/loss_d": loss_d, "train/loss_g_adv": loss_adv, "train/l1": loss_l1}, prog_bar=True)
 
     def validation_step(self, batch, _idx) -> dict[str, torch.Tensor]:

@@ -7,14 +7,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
-from cgmagan.utils import instantiate_list
+from cgmagan.utils import inert, instantiate_list, live
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +30,61 @@ class TrainedGAN:
     cache: CGMACache
 
 
-def load_gan(path: str | Path, cfg: DictConfig) -> CGMAGAN:
-    """A GAN checkpoint into the networks that ``cfg.gan.module`` describes."""
-    networks = {k: instantiate(cfg.gan.module[k]) for k in ("generator", "discriminator")}
+def describe(cfg: DictConfig) -> dict:
+    """What a GAN checkpoint needs to be rebuilt and used alone: its networks' configs (made inert),
+    the map size and the CGMA settings its inputs were made with."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    gan = resolved["gan"]
+    return {"generator": inert(gan["module"]["generator"]), "discriminator": inert(gan["module"]["discriminator"]),
+            "map_size": int(gan["map_size"]), "cgma": {k: resolved["cgma"][k] for k in ("k", "order", "exclude_target_layer")},
+            "conditioning": resolved["conditioning"]["name"], "train_combinations": list(resolved["combinations"]["train"])}  # fmt: skip
+
+
+def checkpoint_description(path: str | Path) -> dict:
+    """The description a GAN checkpoint was saved with (see :func:`describe`)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"GAN checkpoint {path} does not exist") from None
+    except Exception as err:  # truncated or not a checkpoint: torch raises several kinds  # noqa: BLE001
+        raise UserError(f"GAN checkpoint {path} cannot be read ({type(err).__name__}: {err}); is it a .ckpt "
+                        "written by this package, and complete?") from None  # fmt: skip
+    description = checkpoint.get("hyper_parameters", {}).get("description")
+    if not description:
+        raise UserError(f"{path} is not a GAN checkpoint of this package, or predates self-describing checkpoints "
+                        "(retrain the GAN, or evaluate it with the run's config: python run.py gan.checkpoint=...)")  # fmt: skip
+    return description
+
+
+def load_gan(path: str | Path, cfg: DictConfig | None = None) -> CGMAGAN:
+    """A GAN checkpoint, into the networks that ``cfg.gan.module`` describes, or (no config) that
+    the checkpoint's own description names."""
+    if cfg is None:
+        description = checkpoint_description(path)
+        networks = {k: instantiate(live(description[k])) for k in ("generator", "discriminator")}
+    else:
+        networks = {k: instantiate(cfg.gan.module[k]) for k in ("generator", "discriminator")}
     try:
         return CGMAGAN.load_from_checkpoint(path, map_location="cpu", weights_only=False, **networks)
     except FileNotFoundError:
         raise UserError(f"GAN checkpoint {path} does not exist") from None
     except RuntimeError as err:  # load_state_dict: missing keys or other shapes
-        raise UserError(f"GAN checkpoint {path} does not fit this run's generator and discriminator "
-                        f"(conditioning={cfg.conditioning.name}, gan.*, cgma.k): {str(err).splitlines()[0]}") from None
+        what = ("this run's generator and discriminator (conditioning, gan.*, cgma.k)" if cfg is not None
+                else "the networks its own description names")  # fmt: skip
+        raise UserError(f"GAN checkpoint {path} does not fit {what}: {str(err).splitlines()[0]}") from None
 
 
 def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN:
-    """Entry point: fit the GAN (Lightning's loops, checkpointing and callbacks from config)."""
+    """Entry point: fit the GAN (Lightning's loops, checkpointing and callbacks from config);
+    ``gan.trainer`` holds Trainer settings for this fit only."""
     if cfg.gan.checkpoint:
         log.info("GAN: loading %s instead of training", cfg.gan.checkpoint)
         return TrainedGAN(load_gan(cfg.gan.checkpoint, cfg), Path(cfg.gan.checkpoint), cache)
-    gan = instantiate(cfg.gan.module)
-    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=instantiate_list(cfg.get("callbacks"), "callbacks"))
+    gan = instantiate(cfg.gan.module, description=describe(cfg))
+    overrides = cfg.gan.get("trainer")
+    overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
+    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=instantiate_list(cfg.get("callbacks"), "callbacks"),
+                              **overrides)  # fmt: skip
     trainer.fit(gan, datamodule=cache.datamodule)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
