@@ -138,7 +138,7 @@ def explain_folder(cfg: DictConfig) -> dict:
                 maps = {"image": None, "Grad-CAM": result.gradcam[i : i + 1].cpu(), "GAN": result.gan[i : i + 1].cpu()}
                 shown = F.interpolate(to_rgb(images[i : i + 1]), size=result.gan.shape[-1], mode="bilinear",
                                       align_corners=False)  # fmt: skip
-                fig = overlay_grid(shown, maps, title=f"{path.name}: {names[pred]} ({prob:.2f})")
+                fig = overlay_grid(shown, maps, title=f"{path.name}: {names[pred]} ({prob:.2f})", panel_inches=2.2)
                 save_figure(fig, out / "overlays" / f"{stem}.png")
                 rows.append({"file": path.name, "status": "explained", "predicted": pred,
                              "predicted_class": names[pred], "probability": f"{prob:.4f}"})  # fmt: skip

@@ -13,14 +13,15 @@ from cgmagan.methods import METHODS  # noqa: E402
 from cgmagan.metrics.scores import SCORES, Score  # noqa: E402
 
 
-def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None):
+def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None,
+                 panel_inches: float = 1.6):  # fmt: skip
     """One row per image: the image, then each map as a jet overlay (presentation only); row
     labels, when given, in a text column on the left."""
     n, names = len(images), list(columns)
     offset = 1 if row_labels is not None else 0
     widths = [1.4] * offset + [1] * len(names)
-    fig, axes = plt.subplots(n, offset + len(names), figsize=(1.6 * sum(widths), 1.6 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": widths})  # fmt: skip
+    fig, axes = plt.subplots(n, offset + len(names), figsize=(panel_inches * sum(widths), panel_inches * n + 0.3 * bool(title)),
+                             squeeze=False, gridspec_kw={"width_ratios": widths})  # fmt: skip
     for i in range(n):
         img = images[i].float().permute(1, 2, 0).clamp(0, 1).numpy()
         if row_labels is not None:
