@@ -29,6 +29,34 @@ def test_every_experiment_composes_and_resolves(tmp_path, name):
     assert gen.num_cgmas == cfg.cgma.k
 
 
+DEBUG_PRESETS = sorted(p.name[:-5] for p in (resources.files("cgmagan.conf") / "debug").iterdir() if p.name.endswith(".yaml"))
+LOGGERS = sorted(p.name[:-5] for p in (resources.files("cgmagan.conf") / "logger").iterdir() if p.name.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("name", DEBUG_PRESETS)
+def test_every_debug_preset_builds_the_trainer_and_changes_what_it_says(tmp_path, name):
+    cfg = compose_config(tmp_path, [f"debug={name}"])
+    OmegaConf.resolve(cfg)
+    trainer = instantiate(cfg.trainer)
+    if name == "fast_dev_run":
+        assert trainer.fast_dev_run and cfg.evaluate.max_images == 16
+    elif name == "overfit":
+        assert cfg.gan.trainer.overfit_batches == 1 and not trainer.overfit_batches  # the GAN's fit only
+    else:
+        assert type(trainer.profiler).__name__ == "SimpleProfiler" and trainer.profiler.dirpath.endswith("profiler")
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_every_logger_preset_builds(tmp_path, name):
+    from cgmagan.loggers import build_loggers
+
+    cfg = compose_config(tmp_path, [f"logger={name}"] + (["logger.wandb.mode=disabled"] if name in ("wandb", "many") else []))
+    kinds = sorted(type(lg).__name__ for lg in build_loggers(cfg))
+    expected = {"csv": ["CSVLogger"], "none": [], "tensorboard": ["TensorBoardLogger"],
+                "wandb": ["CSVLogger", "WandbLogger"], "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"]}  # fmt: skip
+    assert kinds == expected[name]
+
+
 def test_command_line_beats_the_experiment(tmp_path):
     cfg = compose_config(tmp_path, ["+experiment=lsft_food_resnet", "conditioning=gsft", "dataset=animals10", "backbone=vgg16"])
     assert cfg.conditioning.name == "gsft"
