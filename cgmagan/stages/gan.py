@@ -15,7 +15,7 @@ from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
-from cgmagan.utils import inert, instantiate_list, live
+from cgmagan.utils import digest, inert, instantiate_list, live
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,32 @@ def describe(cfg: DictConfig) -> dict:
     gan = resolved["gan"]
     return {"generator": inert(gan["module"]["generator"]), "discriminator": inert(gan["module"]["discriminator"]),
             "map_size": int(gan["map_size"]), "cgma": {k: resolved["cgma"][k] for k in ("k", "order", "exclude_target_layer")},
-            "conditioning": resolved["conditioning"]["name"], "train_combinations": list(resolved["combinations"]["train"])}  # fmt: skip
+            "conditioning": resolved["conditioning"]["name"], "train_combinations": list(resolved["combinations"]["train"]),
+            "training_key": training_key(cfg)}  # fmt: skip
+
+
+def training_key(cfg: DictConfig) -> str:
+    """What a GAN's training depends on, its length aside: a killed run, or one given more
+    epochs, may continue from a last.ckpt with the same key."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    gan = {k: v for k, v in resolved["gan"].items() if k not in ("max_epochs", "checkpoint", "trainer", "num_workers")}
+    return digest({"gan": gan, "cgma": resolved["cgma"], "combinations": resolved["combinations"]["train"],
+                   "seed": resolved.get("seed")})  # fmt: skip
+
+
+def resumable(path: Path, key: str) -> bool:
+    """``path`` is a last.ckpt of a GAN trained with ``key``."""
+    if not path.is_file():
+        return False
+    try:
+        description = checkpoint_description(path)
+    except UserError as err:  # unreadable (killed while writing it, say): train from the start
+        log.warning("GAN: not resuming from %s: %s", path, err)
+        return False
+    if description.get("training_key") != key:
+        log.warning("GAN: not resuming from %s: it was trained with other settings", path)
+        return False
+    return True
 
 
 def checkpoint_description(path: str | Path) -> dict:
@@ -75,7 +100,8 @@ def load_gan(path: str | Path, cfg: DictConfig | None = None) -> CGMAGAN:
 
 
 def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN:
-    """Entry point: fit the GAN (Lightning's loops, checkpointing and callbacks from config);
+    """Entry point: fit the GAN (Lightning's loops, checkpointing and callbacks from config),
+    continuing from the run folder's last.ckpt when one of the same training is there;
     ``gan.trainer`` holds Trainer settings for this fit only."""
     if cfg.gan.checkpoint:
         log.info("GAN: loading %s instead of training", cfg.gan.checkpoint)
@@ -85,7 +111,12 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
     trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=instantiate_list(cfg.get("callbacks"), "callbacks"),
                               **overrides)  # fmt: skip
-    trainer.fit(gan, datamodule=cache.datamodule)
+    last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
+    resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
+    if resume:
+        log.info("GAN: resuming from %s (this run was interrupted, or is given more epochs)", last)
+    trainer.fit(gan, datamodule=cache.datamodule, ckpt_path=str(last) if resume else None,
+                weights_only=False)  # our own checkpoint: it holds the hyperparameters (configs), not only tensors
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         return TrainedGAN(gan, None, cache)
