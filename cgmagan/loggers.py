@@ -68,12 +68,12 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return loggers
 
 
-def _wandb(loggers: list[Logger]) -> list[WandbLogger]:
+def wandb_loggers(loggers: list[Logger]) -> list[WandbLogger]:
     return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
 def results_rows(results: dict) -> tuple[list[str], list[list]]:
-    """Every (combination, method) as a row with its scores: the same table for every logger."""
+    """A row per (combination, method) with every score (columns: the union over methods)."""
     scores = sorted({key for c in results["combinations"] for row in c["methods"].values() for key in row})
     columns = ["dataset", "backbone", "kind", "classifier_accuracy", "method", *scores]
     rows = [[c["dataset"], c["backbone"], c["kind"], c["classifier_accuracy"], method, *(row.get(k) for k in scores)]
@@ -84,7 +84,7 @@ def results_rows(results: dict) -> tuple[list[str], list[list]]:
 def log_results(loggers: list[Logger], results: dict, output_dir: Path) -> None:
     """The results as a W&B table and summary, and the run's artifacts: the GAN checkpoint used
     and the CGMA cache manifests (what was explained, with checksums)."""
-    for logger in _wandb(loggers):
+    for logger in wandb_loggers(loggers):
         import wandb
 
         columns, rows = results_rows(results)
@@ -135,7 +135,7 @@ def log_sweep_table(wandb_cfg: dict, save_dir: Path, name: str, columns: list[st
 
 def log_panels(loggers: list[Logger], key: str, images: list, captions: list[str]) -> None:
     """Images (HxWx3 arrays) with a caption each, as W&B image panels."""
-    for logger in _wandb(loggers):
+    for logger in wandb_loggers(loggers):
         if images:
             logger.log_image(key, images, caption=captions)
 
@@ -144,6 +144,6 @@ def finish(loggers: list[Logger]) -> None:
     """Close the run's loggers: a multirun's next job must open its own W&B run, not continue this one."""
     for logger in loggers:
         logger.finalize("success")
-    for logger in _wandb(loggers):
+    for logger in wandb_loggers(loggers):
         if logger._experiment is not None:
             logger.experiment.finish()
