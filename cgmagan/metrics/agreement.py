@@ -25,11 +25,19 @@ def both_empty(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5)
     return ((_flat(pred) >= threshold).sum(1) == 0) & ((_flat(target) >= threshold).sum(1) == 0)
 
 
+def ranking(flat: torch.Tensor) -> torch.Tensor:
+    """Pixel indices of each row of ``flat`` [N, P], highest first, by values rounded to 1e-4 with
+    ties broken by position: a map computed in a batch of another size (another DDP rank's)
+    differs by ~1e-7, which must not reorder near-equal pixels (topk's tie order also depends on
+    the batch)."""
+    return flat.round(decimals=4).sort(dim=1, descending=True, stable=True).indices
+
+
 def top_area_mask(maps: torch.Tensor, area: float) -> torch.Tensor:
     """Binary mask of each map's top ``area`` share of pixels (ties broken by position)."""
     flat = _flat(maps)
     k = max(1, int(round(area * flat.shape[1])))
-    idx = flat.topk(k, dim=1).indices
+    idx = ranking(flat)[:, :k]
     return torch.zeros_like(flat).scatter_(1, idx, 1.0).view_as(maps)
 
 

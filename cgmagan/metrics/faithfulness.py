@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from cgmagan.metrics.agreement import ranking
+
 
 @torch.no_grad()
 def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -60,7 +62,7 @@ def deletion_insertion_auc(
     0 to 100 %, trapezoid rule over the fraction.
     """
     n, _, h, w = images.shape
-    order = maps.reshape(n, -1).argsort(1, descending=True)
+    order = ranking(maps.reshape(n, -1))
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, -1)).view(n, 1, h, w)
     blurred = gaussian_blur(images, kernel_size=[11, 11], sigma=[5.0, 5.0])  # RISE's insertion substrate
     deletion, insertion = [], []

@@ -10,7 +10,7 @@ from torch import nn
 
 from cgmagan.methods import REFERENCE_METHOD, ExplanationMethod
 from cgmagan.metrics import faithfulness as fa
-from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, dice_at_threshold, top_area_mask
+from cgmagan.metrics.agreement import AGREEMENT_METRICS, both_empty, dice_at_threshold, ranking, top_area_mask
 from cgmagan.metrics.scores import TOP_AREAS, ConditionImportance, ExplanationScores
 from cgmagan.models.gan_module import CGMAGAN, as_float32
 
@@ -26,7 +26,7 @@ def localization(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Ten
     """Per image, in %: the map's maximum inside the object (pointing game) and the share of the
     map's total inside it (energy)."""
     flat, m = maps.flatten(1), masks.flatten(1).float()
-    peak = flat.argmax(1)
+    peak = ranking(flat)[:, 0]  # argmax, with ties (saturated maps) broken by position on every rank alike
     hit = m.gather(1, peak[:, None])[:, 0] * (flat.amax(1) > 0)
     energy = (flat * m).sum(1) / flat.sum(1).clamp_min(1e-12)
     return {"pointing_game": 100 * hit, "energy_in_mask": 100 * energy}
