@@ -159,3 +159,28 @@ def test_a_file_datasets_fingerprint_changes_with_one_image_and_not_with_a_rerun
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same bytes, touched: counts as changed
     assert fingerprint()[0] != changed
+
+
+def test_image_checks_are_remembered_and_a_changed_file_is_checked_again(tmp_path, monkeypatch):
+    from cgmagan.data import files
+
+    fixtures.food11_flat(tmp_path / "food11")
+    decoded = []
+    real = files.readable
+    monkeypatch.setattr(files, "readable", lambda p: decoded.append(p) or real(p))
+
+    def setup():
+        decoded.clear()
+        dm = Food11DataModule(str(tmp_path / "food11"), input_size=24, checked_dir=str(tmp_path / "checks"))
+        dm.setup()
+        return dm
+
+    first = setup()
+    assert len(decoded) == 67 and len(first.skipped) == 1  # 66 images and the corrupt one, each decoded once
+    again = setup()
+    assert decoded == [] and again.skipped == first.skipped  # the rerun decodes nothing, same verdicts
+    assert sizes(again) == sizes(first)
+    fixed = first.skipped[0]
+    fixed.write_bytes((tmp_path / "food11" / "training" / "0_0.jpg").read_bytes())  # the damaged file replaced
+    third = setup()
+    assert decoded == [fixed] and third.skipped == [] and sizes(third)[0] == sizes(first)[0] + 1

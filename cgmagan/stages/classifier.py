@@ -69,7 +69,7 @@ def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataMo
     """What the trained weights depend on: the data itself (its fingerprint: another copy or version
     of a dataset is another key), the settings of data, network, training and the seed."""
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
-            if k not in ("batch_size", "num_workers", "root", "download")}  # fmt: skip
+            if k not in ("batch_size", "num_workers", "root", "download", "checked_dir")}  # fmt: skip
     data["fingerprint"] = dm.fingerprint()
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     backbone = {k: v for k, v in OmegaConf.to_container(combo.backbone_cfg, resolve=True).items()
