@@ -1,5 +1,6 @@
-"""Lightning callbacks: BatchNorm recalibration after classifier training, and the figures
-(validation grids, test overlays) that stay out of the LightningModules."""
+"""Lightning callbacks: BatchNorm recalibration after classifier training, generator states kept
+in checkpoints, and the figures (validation grids, test overlays) that stay out of the
+LightningModules."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states  # Lightning's own (private) helpers
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from cgmagan.loggers import log_panels
+from cgmagan.loggers import log_panels, wandb_loggers
 from cgmagan.report import figure_to_array, overlay_grid
 from cgmagan.runtime import all_gather_objects
 
@@ -45,9 +47,22 @@ class BatchNormRecalibration(pl.Callback):
     def __init__(self, loader: DataLoader, max_batches: int = 50):
         self.loader, self.max_batches = loader, max_batches
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # at the fit's end, not the training's: a fit resumed from its final epoch's checkpoint
+        # runs no training, and its statistics still need this
         batches = 1 if trainer.fast_dev_run else self.max_batches
         recalibrate_batchnorm(pl_module.net, self.loader, batches, pl_module.device)
+
+
+class RNGStateInCheckpoint(pl.Callback):
+    """Keeps the random generators' states (Python, NumPy, torch, CUDA) in every checkpoint and
+    restores them on resume: dropout and augmentations continue as in an uninterrupted run."""
+
+    def state_dict(self) -> dict:
+        return _collect_rng_states(include_cuda=torch.cuda.is_available())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        _set_rng_states(state_dict)
 
 
 def _log_figure(trainer: pl.Trainer, key: str, fig) -> None:
@@ -89,8 +104,8 @@ class OverlayFigure(pl.Callback):
     """After ``trainer.test`` of an :class:`~cgmagan.models.evaluation_module.ExplanationEvaluator`:
     the first ``rows`` test images of every combination (gathered from every rank), with each
     method's map as a column, saved to ``path``; the column names go into the PNG's metadata. Each
-    row names its combination, true and predicted class; loggers that show images also get one
-    captioned panel per row (image, Grad-CAM, GAN)."""
+    row names its combination, true and predicted class; W&B also gets one captioned panel per row
+    (image, Grad-CAM, GAN)."""
 
     PANEL_COLUMNS = ("input", "gradcam", "gan")
 
@@ -127,6 +142,8 @@ class OverlayFigure(pl.Callback):
         fig.savefig(self.path, dpi=90, metadata={"Description": "columns: " + ", ".join(columns)})
         _log_figure(trainer, "test/overlays", fig)
         plt.close(fig)
+        if not wandb_loggers(trainer.loggers):
+            return
         panels = [c for c in self.PANEL_COLUMNS if c in maps]
         pixels = []
         for i in range(len(items)):

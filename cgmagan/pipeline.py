@@ -13,7 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from cgmagan.config import job_fingerprint, resolve_paths, validate
@@ -50,8 +49,6 @@ def run_experiment(cfg: DictConfig) -> dict:
         log.info("skipping: %s/results.json holds this job's results (skip_finished=false reruns it)",
                  cfg.paths.output_dir)  # fmt: skip
         return done
-    if cfg.get("seed") is not None:  # seed 0 is a seed
-        pl.seed_everything(int(cfg.seed), workers=True)
     runtime = Runtime.from_config(cfg)
     marker = Path(cfg.paths.output_dir) / INCOMPLETE
     if runtime.is_global_zero:

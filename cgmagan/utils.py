@@ -23,6 +23,16 @@ def digest(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def seed_stage(seed: int | None, *names: str) -> None:
+    """Seed every generator for one stage from the run's seed and the stage's names: it draws the
+    same numbers whether the stages before it ran or came from the cache (a rerun, a resumed run).
+    No seed: nothing is seeded."""
+    if seed is not None:  # seed 0 is a seed
+        import pytorch_lightning as pl
+
+        pl.seed_everything(int(digest([int(seed), *names]), 16) % 2**31, workers=True, verbose=False)
+
+
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

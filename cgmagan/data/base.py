@@ -6,7 +6,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 
 class TensorImageDataset(Dataset):
@@ -22,6 +22,20 @@ class TensorImageDataset(Dataset):
         if self.masks is None:
             return self.images[i], int(self.labels[i])
         return self.images[i], int(self.labels[i]), self.masks[i]
+
+
+class EpochShuffle(RandomSampler):
+    """A random order that depends on the seed and the epoch only (Lightning calls ``set_epoch``):
+    a run resumed at epoch e sees the orders an uninterrupted run would. A DataLoader's own
+    generator would carry its state from epoch to epoch, which a checkpoint does not keep."""
+
+    def __init__(self, data: Dataset, seed: int):
+        super().__init__(data, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
 
 
 def unrepeated_sampler(dataset: Dataset, trainer: pl.Trainer | None) -> UnrepeatedDistributedSampler | None:
@@ -106,14 +120,13 @@ class ClassificationDataModule(pl.LightningDataModule):
         return self.splits[split]
 
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None, sampler=None) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if shuffle:
+            sampler = EpochShuffle(self.dataset(split), self.seed)
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size or self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
-            generator=generator,
             persistent_workers=self.num_workers > 0,
         )
 

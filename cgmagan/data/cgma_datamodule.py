@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
-from cgmagan.data.base import ClassificationDataModule, stratified_subset
+from cgmagan.data.base import ClassificationDataModule, EpochShuffle, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
 from cgmagan.utils import digest, locked
@@ -272,8 +272,9 @@ class CGMADataModule(pl.LightningDataModule):
         return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._pooled("train"), batch_size=self.batch_size, shuffle=True, drop_last=False,
-                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))  # fmt: skip
+        pooled = self._pooled("train")
+        return DataLoader(pooled, batch_size=self.batch_size, sampler=EpochShuffle(pooled, self.seed),
+                          num_workers=self.num_workers)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._pooled("val"), batch_size=self.batch_size, num_workers=self.num_workers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,11 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from cgmagan.backbones import build_net
-from cgmagan.callbacks import BatchNormRecalibration
+from cgmagan.callbacks import BatchNormRecalibration, RNGStateInCheckpoint
 from cgmagan.cam import select_layers
 from cgmagan.combinations import Combination, resolve_combinations
 from cgmagan.data.base import ClassificationDataModule
@@ -24,14 +26,14 @@ from cgmagan.data.cgma_datamodule import check_layers
 from cgmagan.errors import ConfigError
 from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.runtime import Runtime
-from cgmagan.utils import digest, file_sha256, inert, write_json_atomic
+from cgmagan.utils import digest, file_sha256, inert, seed_stage, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 # trainer settings that change the trained weights; devices, strategy and loggers do not
 _TRAINER_KEYS = ("fast_dev_run", "limit_train_batches", "overfit_batches", "max_steps", "precision",
                  "accumulate_grad_batches", "gradient_clip_val", "deterministic")  # fmt: skip
-CHECKPOINT, META = "classifier.ckpt", "meta.json"
+CHECKPOINT, META, IN_PROGRESS = "classifier.ckpt", "meta.json", "training"
 
 
 @dataclass
@@ -91,8 +93,7 @@ def check_explainable(combo: Combination, dm: ClassificationDataModule, cfg: Dic
     enough conv layers for ``cgma.k``: the same architecture is checked before its training."""
     probe = dm.dataset("train")[0][0].unsqueeze(0)
     try:
-        with torch.random.fork_rng(devices=[]):  # building the net draws weights: leave the run's RNG as it was
-            net = _net(combo, dm, for_loading=True).eval()
+        net = _net(combo, dm, for_loading=True).eval()  # its random weights do not matter: each stage seeds its own
         layers = select_layers(net, probe, target=combo.backbone_cfg.get("target_layer"))
     except ConfigError as err:
         raise ConfigError(f"{combo.name}: {err}") from None
@@ -121,6 +122,19 @@ def _verified_meta(folder: Path) -> dict | None:
     return meta
 
 
+def _resumable(last: Path) -> bool:
+    """``last`` is a complete checkpoint (a kill while writing it leaves a truncated file: set aside)."""
+    if not last.is_file():
+        return False
+    try:
+        torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or damaged: torch raises several kinds  # noqa: BLE001
+        last.replace(last.with_name(f"last.damaged-{int(time.time())}.ckpt"))
+        log.warning("classifier: %s cannot be read (%s); set aside, training from the start", last, type(err).__name__)
+        return False
+    return True
+
+
 def _frozen(module: ClassifierModule) -> ClassifierModule:
     return module.requires_grad_(False).eval()
 
@@ -136,17 +150,24 @@ def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictCon
             return TrainedClassifier(combo, dm, _frozen(module), meta["test_accuracy"], folder / CHECKPOINT,
                                      meta["checkpoint_sha256"], reused=True)  # fmt: skip
 
+        seed_stage(cfg.get("seed"), "classifier", combo.name)
         module = _build_module(combo, dm, cfg)
         recalibration = BatchNormRecalibration(dm.loader("train", shuffle=True), cfg.classifier.bn_recalibration_batches)
+        progress = folder / IN_PROGRESS  # the training's last.ckpt until it is done: a killed run continues from it
         trainer = runtime.trainer(
             max_epochs=cfg.classifier.max_epochs,
             logger=CSVLogger(cfg.paths.output_dir, name="classifiers", version=f"{combo.dataset}-{combo.backbone}"),
-            callbacks=[recalibration],
-            enable_checkpointing=False,
-        )
-        log.info("training classifier %s for %d epochs on %d process(es)", combo.name, cfg.classifier.max_epochs,
-                 runtime.world_size)  # fmt: skip
-        trainer.fit(module, datamodule=dm)
+            callbacks=[recalibration, RNGStateInCheckpoint(),
+                       ModelCheckpoint(dirpath=progress, filename="last", enable_version_counter=False)],
+        )  # fmt: skip
+        last = progress / "last.ckpt"
+        resume = runtime.broadcast(runtime.is_global_zero and _resumable(last))
+        length = (f"a fast_dev_run of {int(trainer.fast_dev_run)} batch(es)" if trainer.fast_dev_run
+                  else f"{cfg.classifier.max_epochs} epochs")  # fmt: skip
+        log.info("training classifier %s for %s on %d process(es)%s", combo.name, length, runtime.world_size,
+                 f", resuming from {last}" if resume else "")  # fmt: skip
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None,
+                    weights_only=False)  # our own checkpoint: its hyperparameters hold configs  # fmt: skip
         (result,) = trainer.test(module, datamodule=dm, verbose=False)
         accuracy = float(result["test/acc"])
         tmp = folder / f".{CHECKPOINT}.tmp"
@@ -157,6 +178,7 @@ def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictCon
                     "checkpoint_sha256": file_sha256(folder / CHECKPOINT),
                     "config": OmegaConf.to_container(cfg.classifier, resolve=True)}  # fmt: skip
             write_json_atomic(folder / META, meta)
+            shutil.rmtree(progress, ignore_errors=True)
             log.info("classifier %s: test accuracy %.4f, saved to %s", combo.name, accuracy, folder)
         meta = runtime.broadcast(meta)
         return TrainedClassifier(combo, dm, _frozen(module), accuracy, folder / CHECKPOINT, meta["checkpoint_sha256"],

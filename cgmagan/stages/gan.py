@@ -15,7 +15,7 @@ from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
-from cgmagan.utils import digest, inert, instantiate_list, live
+from cgmagan.utils import digest, inert, instantiate_list, live, seed_stage
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     if cfg.gan.checkpoint:
         log.info("GAN: loading %s instead of training", cfg.gan.checkpoint)
         return TrainedGAN(load_gan(cfg.gan.checkpoint, cfg), Path(cfg.gan.checkpoint), cache)
+    seed_stage(cfg.get("seed"), "gan")
     gan = instantiate(cfg.gan.module, description=describe(cfg))
     overrides = cfg.gan.get("trainer")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
