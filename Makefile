@@ -34,9 +34,10 @@ test: install  ## the test suite (slow tests excluded)
 test-all: install  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-bench: install  ## CGMA throughput, cache memory and reading benchmarks, written to benchmarks/
+bench: install  ## CGMA throughput, cache memory and reading, GAN step and inference speed, written to benchmarks/
 	$(BIN)/python benchmarks/cgma_speed.py
 	$(BIN)/python benchmarks/cgma_cache.py
+	$(BIN)/python benchmarks/gan_speed.py
 
 lint: install  ## ruff
 	$(BIN)/ruff check cgmagan tests benchmarks run.py

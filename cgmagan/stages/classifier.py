@@ -171,7 +171,9 @@ def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictCon
         (result,) = trainer.test(module, datamodule=dm, verbose=False)
         accuracy = float(result["test/acc"])
         tmp = folder / f".{CHECKPOINT}.tmp"
-        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        # weights and hyperparameters only: what is loaded later; the training state (callbacks,
+        # optimiser) holds paths of this cache folder and would make equal classifiers differ
+        trainer.save_checkpoint(tmp, weights_only=True)  # every rank takes part; rank 0 writes
         if runtime.is_global_zero:
             os.replace(tmp, folder / CHECKPOINT)
             meta = {"combination": combo.name, "test_accuracy": accuracy,
