@@ -225,3 +225,19 @@ def test_a_nan_in_the_classifier_stops_the_precompute_naming_where_and_writes_no
                                              r"batch, first cache row 0 \(dataset item \d+\), at layers \['"):
         dm.prepare_data()
     assert not list((tmp_path / "cache").rglob("*.npy")), "no shard holds NaN maps"
+
+
+@pytest.mark.parametrize("edit", ["checksum", "count"])
+def test_a_manifest_that_disagrees_with_its_shards_is_written_again_from_them(tmp_path, caplog, edit):
+    cache = tmp_path / "cache"
+    reference = complete(cache)
+    path = split_dir(cache, "train") / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if edit == "checksum":  # e.g. another run's manifest beside these shards
+        manifest["shards"][1] = {name: "0" * 64 for name in manifest["shards"][1]}
+    else:
+        manifest["count"] += 8
+    path.write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        assert complete(cache) == reference  # the shards kept, the manifest rewritten as it was
+    assert any("manifest disagrees with its shards" in r.message for r in caplog.records)

@@ -162,7 +162,21 @@ class CGMAStore:
             return None
         if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != self.key:
             return None
+        if manifest.get("count") != self.count or manifest.get("shards") != self._shard_checksums():
+            log.warning("CGMA cache %s: its manifest disagrees with its shards (another run's, or edited); "
+                        "writing it again from the shards", self.root)  # fmt: skip
+            return None
         return manifest
+
+    def _shard_checksums(self) -> list[dict | None]:
+        """Each shard's recorded file checksums, as a manifest lists them (None: no readable meta)."""
+        sums = []
+        for i in range(self.num_shards):
+            try:
+                sums.append(json.loads((self.shard_dir(i) / "meta.json").read_text())["sha256"])
+            except (OSError, ValueError, KeyError):
+                sums.append(None)
+        return sums
 
     def load(self, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Memory-mapped arrays of every shard, per field, joined lazily by :class:`ShardedArrays`."""
