@@ -22,7 +22,7 @@ from cgmagan.loggers import log_sweep_table
 from cgmagan.report import plt, save_figure
 
 SCORES = ("dice", "dice_matched_area", "pearson", "spearman", "average_drop", "win_vs_gradcam", "deletion_auc",
-          "insertion_auc")  # fmt: skip
+          "insertion_auc", "randomisation_spearman")  # fmt: skip
 
 
 def load_runs(sweep: Path) -> list[dict]:

@@ -78,6 +78,42 @@ def _condition_table(combo: dict) -> list[str]:
     return lines + [""]
 
 
+def _sanity_table(combo: dict) -> list[str]:
+    check = combo.get("sanity_check")
+    if not check:
+        return []
+    steps = len(check["layers"])
+    shown = sorted({0, steps // 2 - 1, steps - 1})  # the top layer random, half the layers, all of them
+    head = " | ".join(f"top {j + 1} random (down to {check['layers'][j]})" for j in shown)
+    lines = [f"Sanity check (cascading model randomisation, {check['n_images']} images): mean Spearman rank correlation "
+             f"with the trained model's map; a method passes when it is below {check['pass_below']} with every "
+             "layer random.", "", f"| method | {head} | passes |", "|---|" + "---:|" * len(shown) + "---|"]  # fmt: skip
+    for method, values in check["spearman"].items():
+        cells = " | ".join(f"{values[j]:.3f}" for j in shown)
+        lines.append(f"| {method} | {cells} | {'yes' if check['passes'][method] else '**no**'} |")
+    return lines + [""]
+
+
+def sanity_check_figure(results: dict):
+    """Per combination, each method's rank correlation with its trained-model map as the
+    classifier's layers are randomised from the logits down."""
+    combos = [c for c in results["combinations"] if c.get("sanity_check")]
+    fig, axes = plt.subplots(1, len(combos), figsize=(3.6 * len(combos), 2.8), squeeze=False, sharey=True)
+    for ax, combo in zip(axes[0], combos):
+        check = combo["sanity_check"]
+        steps = np.arange(1, len(check["layers"]) + 1)
+        for method, values in check["spearman"].items():
+            ax.plot(steps, values, marker=".", lw=1, label=method)
+        ax.axhline(check["pass_below"], color="grey", ls=":", lw=0.8)
+        ax.set_title(f"{combo['dataset']} / {combo['backbone']} ({combo['kind']})", fontsize=8)
+        ax.set_xlabel("layers randomised, from the logits down", fontsize=7)
+    axes[0, 0].set_ylabel("Spearman with trained-model map", fontsize=7)
+    axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("sanity check: model parameter randomisation", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def condition_importance_figure(results: dict):
     """Per combination, the GAN map's mean absolute change when each CGMA slot is replaced."""
     combos = [c for c in results["combinations"] if c.get("condition_importance")]
@@ -129,6 +165,7 @@ def markdown_table(results: dict) -> str:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _condition_table(combo)
+        lines += _sanity_table(combo)
     shown = list(dict.fromkeys(m for combo in results["combinations"] for m in combo["methods"]))
     lines.append("Methods: " + "; ".join(f"**{m}**: {METHODS[m].description}" for m in shown if m in METHODS) + ".")
     lines.append("")

@@ -33,18 +33,24 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["combinations"] == results["combinations"]
     table = (out / "results.md").read_text()
-    assert table.count("| gan |") == table.count("| gradcam_again |") == 3
+    assert table.count("| gan |") == table.count("| gradcam_again |") == 6  # scores and sanity check, 3 combinations
     assert "**gradcam_again**: Grad-CAM once more" in table
     assert (out / "overlays.png").stat().st_size > 10_000
     assert not (out / "INCOMPLETE").exists(), "a finished run carries no INCOMPLETE mark"
     columns = Image.open(out / "overlays.png").text["Description"]
     assert columns == "columns: input, " + ", ".join(METHODS)
     assert table.count("Condition importance on") == 3 and (out / "condition_importance.png").stat().st_size > 5_000
+    assert table.count("Sanity check (cascading model randomisation") == 3 and (out / "sanity_check.png").stat().st_size > 5_000
     for combo in results["combinations"]:
         slots = combo["condition_importance"]
         assert slots["n_images"] == combo["n_auc"] == 4 and len(slots["zeros"]) == len(slots["other_image"]) == 8
         assert list(combo["methods"]) == list(METHODS)
         assert combo["methods"]["gradcam_again"] == pytest.approx(combo["methods"]["gradcam"], abs=1e-9)
+        check = combo["sanity_check"]  # model randomisation: every method, a step per conv/linear layer
+        assert check["n_images"] == 4 and list(check["spearman"]) == list(METHODS)
+        assert all(len(v) == len(check["layers"]) >= 5 for v in check["spearman"].values())
+        assert check["spearman"]["centred_gaussian"] == pytest.approx([1.0] * len(check["layers"]), abs=1e-4)  # the control
+        assert not check["passes"]["centred_gaussian"] and check["spearman"]["gradcam_again"] == check["spearman"]["gradcam"]
     kinds = [(c["dataset"], c["backbone"], c["seen"], c["kind"]) for c in results["combinations"]]
     assert kinds == [("digits", "small_vgg", True, "seen"), ("shapes", "small_resnet", True, "seen"),
                      ("shapes", "small_mobilenet", False, "unseen_backbone")]  # fmt: skip

@@ -42,6 +42,7 @@ SCORES = (
     Score("road_lerf", "ROAD LeRF↑", "{:.3f}", "ROAD, least relevant pixels first, mean over {road}"),
     Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object"),
     Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object"),
+    Score("randomisation_spearman", "MPRT ρ↓", "{:.3f}", "sanity check: mean Spearman rank correlation with the trained model's map once every conv and linear layer is randomised (Adebayo et al. 2018, cascading; below 0.5 passes)"),
 )
 AGREEMENT = tuple(AGREEMENT_METRICS)
 TOP_AREAS = {"top50": 0.5, "top15": 0.15}  # masks of TAME / L-CAM's protocol

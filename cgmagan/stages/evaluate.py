@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from cgmagan import linear_baseline
 from cgmagan.callbacks import OverlayFigure
@@ -21,8 +23,9 @@ from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
 from cgmagan.loggers import log_results
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
-from cgmagan.report import condition_importance_figure, markdown_table, run_header, save_figure
+from cgmagan.report import condition_importance_figure, markdown_table, run_header, sanity_check_figure, save_figure
 from cgmagan.runtime import Runtime
+from cgmagan.sanity import ModelExplainer, model_randomisation
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.stages.classifier import TrainedClassifier
 from cgmagan.stages.gan import TrainedGAN
@@ -60,6 +63,30 @@ def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: i
     return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc, in_road)
 
 
+def sanity_checks(cfg: DictConfig, evaluator: ExplanationEvaluator, datasets: list[EvaluationDataset],
+                  runtime: Runtime) -> list[dict | None]:  # fmt: skip
+    """The model randomisation test of every method on each combination's first
+    ``evaluate.sanity_images`` AUC images (on this process's device; None where switched off)."""
+    n = int(cfg.evaluate.get("sanity_images") or 0)
+    if n <= 0:
+        return [None] * len(datasets)
+    device = runtime.root_device
+    gan = evaluator.gan.to(device).eval() if evaluator.gan is not None else None
+    constants = {k: getattr(evaluator, k).to(device) for k in ("mean_train_target", "linear_weights", "centred_gaussian")}
+    cgma_cfg = {k: cfg.cgma[k] for k in ("k", "order", "exclude_target_layer")}
+    checks = []
+    for combo, ds in enumerate(tqdm(datasets, desc="sanity check (model randomisation)", leave=False)):
+        items = [ds[int(i)] for i in np.flatnonzero(ds.in_auc)[:n]]
+        x = torch.stack([it["input"] for it in items]).to(device)
+        classes = torch.stack([it["pred"] for it in items]).long().to(device)
+        classifier = evaluator.classifiers[combo].to(device)
+        target = next(name for name, m in classifier.named_modules() if m is evaluator.target_modules[combo])
+        explainer = ModelExplainer(classifier, target, gan, cgma_cfg, int(cfg.cgma.map_size), constants)
+        check = model_randomisation(explainer, x, classes, evaluator.methods, seed=int(cfg.seed or 0))
+        checks.append({**check, "n_images": len(items)})
+    return checks
+
+
 def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     """Entry point."""
     cache = gan.cache
@@ -93,8 +120,9 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
              sum(len(range(runtime.rank, len(ds), runtime.world_size)) for ds in datasets), sum(map(len, datasets)))
     trainer.test(evaluator, datamodule=EvaluationDataModule(datasets, batch_size=int(ev.batch_size)), verbose=False)
 
+    checks = runtime.broadcast(sanity_checks(cfg, evaluator, datasets, runtime) if runtime.is_global_zero else None)
     entries = []
-    for clf, scores in zip(classifiers, evaluator.results):
+    for clf, scores, check in zip(classifiers, evaluator.results, checks):
         share = cache.datamodule.zero_target_share(clf.name)
         entry = {
             "dataset": clf.combination.dataset,
@@ -114,6 +142,10 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         }
         if "condition_importance" in scores:
             entry["condition_importance"] = scores["condition_importance"]
+        if check:
+            entry["sanity_check"] = check
+            for method, values in check["spearman"].items():
+                entry["methods"][method]["randomisation_spearman"] = values[-1]
         if entry["flagged"]:
             log.warning("%s: classifier accuracy %.1f %% (chance %.1f %%), %.1f %% all-zero targets: its explanations "
                         "mean little", clf.name, 100 * clf.test_accuracy, 100 / clf.data.num_classes, 100 * share)  # fmt: skip
@@ -139,6 +171,8 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         (out / "results.md").write_text(f"# Results\n\n{run_header(results)}\n\n{table}\n")
         if any("condition_importance" in c for c in entries):
             save_figure(condition_importance_figure(results), out / "condition_importance.png")
+        if any("sanity_check" in c for c in entries):
+            save_figure(sanity_check_figure(results), out / "sanity_check.png")
         log_results(runtime.loggers, results, out)
         print(table)
         log.info("results written to %s", out)
