@@ -78,7 +78,7 @@ def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataMo
                 if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
     return digest({"data": data, "input_size": combo.input_size, "backbone": backbone,
                    "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
-                   "trainer": trainer, "seed": cfg.seed, "format": 4})  # 4: self-describing checkpoints  # fmt: skip
+                   "trainer": trainer, "seed": cfg.seed, "format": 5})  # 5: per-stage seeds, epoch-seeded shuffle  # fmt: skip
 
 
 def _net(combo: Combination, dm: ClassificationDataModule, for_loading: bool = False):
