@@ -71,13 +71,17 @@ def warn_if_constant(dataset: Dataset, what: str, probe: int = 16) -> bool:
 
 class CheckedImages:
     """Which image files of a dataset decode, remembered in ``folder`` by path, size and modification
-    time: a rerun decodes only new or changed files (Food-11 holds 16k)."""
+    time: a rerun decodes only new or changed files (Food-11 holds 16k). No folder: nothing is
+    remembered between runs."""
 
-    def __init__(self, folder: Path, root: Path):
+    def __init__(self, folder: Path | None, root: Path):
         self.root = root.absolute()
-        self.path = folder / f"{digest(str(self.root))}.json"
+        self.path = folder / f"{digest(str(self.root))}.json" if folder else None
+        self._known: dict | None = None  # read once, then kept up to date in memory
 
     def _load(self) -> dict:
+        if self.path is None:
+            return {}
         try:
             record = json.loads(self.path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):  # first run, or a damaged record: check again
@@ -85,7 +89,9 @@ class CheckedImages:
         return record.get("files", {}) if record.get("root") == str(self.root) else {}
 
     def readable(self, paths: list[Path], what: str) -> list[bool]:
-        known, ok, fresh = self._load(), [], 0
+        if self._known is None:
+            self._known = self._load()
+        known, ok, fresh = self._known, [], 0
         for path in tqdm(paths, desc=f"checking {what} images", leave=False):
             st = path.stat()
             name, stamp = str(path.absolute().relative_to(self.root)), [st.st_size, st.st_mtime_ns]
@@ -94,10 +100,12 @@ class CheckedImages:
                 entry, fresh = [*stamp, readable(path)], fresh + 1
                 known[name] = entry
             ok.append(bool(entry[2]))
-        if fresh:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"root": str(self.root), "files": known})
-        log.info("%s: %d images, %d decoded now, %d known from %s", what, len(paths), fresh, len(paths) - fresh, self.path)
+        if self.path is not None:
+            if fresh:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(self.path, {"root": str(self.root), "files": known})
+            log.info("%s: %d images, %d decoded now, %d known from %s", what, len(paths), fresh, len(paths) - fresh,
+                     self.path)  # fmt: skip
         return ok
 
 
@@ -150,7 +158,7 @@ class FileDataModule(ClassificationDataModule):
         super().__init__(input_size, **kwargs)
         self.root = Path(root).expanduser()
         self.fractions = tuple(fractions)
-        self.checked = CheckedImages(Path(checked_dir).expanduser(), self.root) if checked_dir else None
+        self.checked = CheckedImages(Path(checked_dir).expanduser() if checked_dir else None, self.root)
         self.skipped: list[Path] = []
         self._fingerprint: str | None = None
 
@@ -196,8 +204,7 @@ class FileDataModule(ClassificationDataModule):
                 "(a few per class in every split at least) or change dataset.fractions."
             )
         for split, items in index.items():
-            ok = self.checked.readable([p for p, _ in items], f"{self.name} {split}") if self.checked else [
-                readable(p) for p, _ in tqdm(items, desc=f"checking {self.name} {split} images", leave=False)]
+            ok = self.checked.readable([p for p, _ in items], f"{self.name} {split}")
             good = [it for it, fine in zip(items, ok) if fine]
             bad = [p for (p, _), fine in zip(items, ok) if not fine]
             if bad:
