@@ -152,7 +152,8 @@ def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_proc
         for method, scores in one["methods"].items():
             assert scores.keys() == two["methods"][method].keys()
             for key, value in scores.items():
-                assert two["methods"][method][key] == pytest.approx(value, abs=1e-5), (one["dataset"], method, key)
+                # float32 sums over a rank's half of the batch: equal to ~1e-6 of the value (percentages reach 100)
+                assert two["methods"][method][key] == pytest.approx(value, rel=1e-5, abs=1e-5), (one["dataset"], method, key)
 
 
 def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
