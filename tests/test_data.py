@@ -3,6 +3,7 @@ import torch
 
 from cgmagan.data.digits import DigitsDataModule
 from cgmagan.data.shapes import ShapesDataModule, render_scenes
+from cgmagan.data.textures import TexturesDataModule, render_textures
 
 
 def test_shapes_are_deterministic_and_masks_match_the_objects():
@@ -27,6 +28,34 @@ def test_shapes_splits_are_fixed_and_carry_masks():
     again = ShapesDataModule(32, split_sizes=(30, 10, 12), seed=1)
     again.setup()
     assert torch.equal(again.dataset("test").images, dm.dataset("test").images)
+
+
+def test_textures_are_deterministic_with_the_texture_inside_the_mask_only():
+    a = render_textures(24, 32, seed=3)
+    b = render_textures(24, 32, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    images, labels, masks = a
+    assert images.shape == (24, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+    area = masks.mean((1, 2))
+    assert (area > 0.08).all() and (area < 0.4).all()
+    # two-colour texture inside, smooth background outside: local contrast is far higher in the mask
+    contrast = (np.abs(np.diff(images, axis=3))[:, :, 1:] + np.abs(np.diff(images, axis=2))[:, :, :, 1:]).mean(1)
+    inside = masks[:, 1:, 1:] & masks[:, :-1, 1:] & masks[:, 1:, :-1]  # [n, 31, 31], both neighbours inside
+    outside = ~masks[:, 1:, 1:] & ~masks[:, :-1, 1:] & ~masks[:, 1:, :-1]
+    for c, i, o in zip(contrast, inside, outside):
+        assert c[i].mean() > 3 * c[o].mean()
+
+
+def test_textures_splits_are_fixed_carry_masks_and_differ_from_shapes():
+    dm = TexturesDataModule(32, split_sizes=(30, 10, 12), seed=1)
+    assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [30, 10, 12]
+    image, label, mask = dm.dataset("test")[0]
+    assert image.shape == (3, 32, 32) and mask.dtype == torch.bool and dm.num_classes == 4
+    assert torch.equal(TexturesDataModule(32, split_sizes=(30, 10, 12), seed=1).dataset("test").images,
+                       dm.dataset("test").images)  # fmt: skip
+    assert not torch.equal(TexturesDataModule(32, split_sizes=(30, 10, 12), seed=2).dataset("test").images,
+                           dm.dataset("test").images)  # fmt: skip
 
 
 def test_digits_split_is_stratified_disjoint_and_deterministic():
