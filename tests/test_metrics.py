@@ -2,6 +2,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 from torch import nn
+from torchvision.transforms.functional import gaussian_blur
 
 from cgmagan.methods import METHODS, ExplanationMethod
 from cgmagan.metrics import faithfulness as fa
@@ -75,6 +76,9 @@ def test_deletion_and_insertion_reward_the_right_ranking():
     del_bad, ins_bad = fa.deletion_insertion_auc(Brightness(), x, bad, classes, steps=8)
     assert (del_good < del_bad).all()
     assert (ins_good > ins_bad).all()
+    # the curves' points batched a few at a time give the same numbers as all in one call
+    chunked = fa.deletion_insertion_auc(Brightness(), x, good, classes, steps=8, batch_images=4)
+    torch.testing.assert_close(chunked, (del_good, ins_good))
 
 
 def test_iou_and_spearman_by_hand_and_against_scipy():
@@ -119,6 +123,10 @@ def test_evaluator_scores_equal_their_definitions_written_out():
         # deletion written out: the ramp's top pixels set to 0, steps + 1 points, trapezoid rule
         curve = [prob(x * (1 - top(s / steps)) if s else x)[:2] for s in range(steps + 1)]
         deletion = sum((curve[s] + curve[s + 1]) / 2 / steps for s in range(steps)).mean()
+        # insertion: the ramp's top pixels revealed on RISE's blurred copy
+        blurred = gaussian_blur(x, kernel_size=[11, 11], sigma=[5.0, 5.0])
+        curve = [prob(blurred * (1 - top(s / steps)) + x * top(s / steps) if s else blurred)[:2] for s in range(steps + 1)]
+        insertion = sum((curve[s] + curve[s + 1]) / 2 / steps for s in range(steps)).mean()
     assert got["ones"]["average_drop"] == 0 and got["ones"]["increase_in_confidence"] == 0  # E = x: O = Y
     assert got["ones"]["win_vs_gradcam"] == pytest.approx(float(100 * ((0 < r_gradcam) + 0.5 * (r_gradcam == 0)).float().mean()))
     assert got["gradcam"]["average_drop"] == pytest.approx(float(100 * r_gradcam.clamp_min(0).mean()), rel=1e-5)
@@ -126,6 +134,7 @@ def test_evaluator_scores_equal_their_definitions_written_out():
     assert got["ramp"]["average_drop_top50"] == pytest.approx(float(100 * ((y - o50) / y).clamp_min(0).mean()), rel=1e-5)
     assert got["ramp"]["increase_in_confidence_top15"] == pytest.approx(float(100 * (o15 > y).float().mean()))
     assert got["ramp"]["deletion_auc"] == pytest.approx(float(deletion), rel=1e-5)
+    assert got["ramp"]["insertion_auc"] == pytest.approx(float(insertion), rel=1e-5)
     dice = [2 * ((ramp >= 0.5) & (t >= 0.5)).sum() / ((ramp >= 0.5).sum() + (t >= 0.5).sum()) for t in target]
     assert got["ramp"]["dice"] == pytest.approx(float(torch.stack(dice).mean()), rel=1e-6)
 

@@ -53,7 +53,8 @@ def win(r_a: torch.Tensor, r_b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def deletion_insertion_auc(
-    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, steps: int = 20
+    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, steps: int = 20,
+    batch_images: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (deletion AUC, insertion AUC) of the class probability (RISE, Petsiuk et al.).
 
@@ -65,13 +66,20 @@ def deletion_insertion_auc(
     order = ranking(maps.reshape(n, -1))
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, -1)).view(n, 1, h, w)
     blurred = gaussian_blur(images, kernel_size=[11, 11], sigma=[5.0, 5.0])  # RISE's insertion substrate
+    # several points of both curves per forward (the small classifiers' cost is per call), at most
+    # ~``batch_images`` images at a time so that large images stay within memory
+    thresholds = torch.round(torch.arange(steps + 1, dtype=torch.float64) / steps * h * w).to(rank.dtype).tolist()
+    per_call = max(1, batch_images // (2 * n))
     deletion, insertion = [], []
-    for s in range(steps + 1):
-        shown = (rank < round(s / steps * h * w)).float()  # the top s/steps of pixels
-        deletion.append(class_probability(model, images * (1 - shown), classes))
-        insertion.append(class_probability(model, blurred * (1 - shown) + images * shown, classes))
-    x = torch.linspace(0, 1, steps + 1)
-    return torch.trapezoid(torch.stack(deletion, 1), x, dim=1), torch.trapezoid(torch.stack(insertion, 1), x, dim=1)
+    for first in range(0, steps + 1, per_call):
+        shown = torch.stack([(rank < t).to(images.dtype) for t in thresholds[first : first + per_call]])  # [s, N, 1, H, W]
+        curves = torch.cat([images * (1 - shown), blurred * (1 - shown) + images * shown])
+        probs = class_probability(model, curves.flatten(0, 1), classes.repeat(len(curves))).view(2, len(shown), n)
+        deletion.append(probs[0])
+        insertion.append(probs[1])
+    deletion, insertion = torch.cat(deletion).T, torch.cat(insertion).T  # [N, steps + 1]
+    x = torch.linspace(0, 1, steps + 1, device=images.device)
+    return torch.trapezoid(deletion, x, dim=1), torch.trapezoid(insertion, x, dim=1)
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
