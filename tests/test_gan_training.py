@@ -59,3 +59,90 @@ def test_training_on_a_fixed_batch_halves_the_l1_loss(name):
     start = l1()
     fit(gan, steps=120)
     assert l1() <= 0.5 * start, (start, l1())
+
+
+def test_l1_only_training_leaves_d_untouched_and_still_learns():
+    torch.manual_seed(0)
+    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
+    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam, lambda_adv=0.0)
+    d_before = {n: p.detach().clone() for n, p in gan.discriminator.named_parameters()}
+    g_before = {n: p.detach().clone() for n, p in gan.generator.named_parameters()}
+    fit(gan, steps=2)
+    assert all(torch.equal(p, d_before[n]) for n, p in gan.discriminator.named_parameters())
+    assert not any(torch.equal(p, g_before[n]) for n, p in gan.generator.named_parameters())
+
+
+def test_without_the_image_the_map_does_not_depend_on_it():
+    torch.manual_seed(0)
+    adam = partial(torch.optim.Adam, lr=2e-3)
+    blind = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam, use_image=False)
+    seeing = CGMAGAN(blind.generator, blind.discriminator, adam, adam)  # the same networks
+    batch = fixed_batch()
+    other = torch.rand_like(batch["image"])
+    with torch.no_grad():
+        assert torch.equal(blind(batch["image"], batch["cgma"]), blind(other, batch["cgma"]))
+        assert not torch.allclose(seeing(batch["image"], batch["cgma"]), seeing(other, batch["cgma"]))
+
+
+def test_spectral_norm_discriminator_has_unit_spectral_norm_and_no_batchnorm():
+    torch.manual_seed(0)
+    d = PatchDiscriminator(3, ndf=8, n_layers=2, spectral_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    d.train()
+    for _ in range(30):  # power iterations run in training-mode forwards
+        d(torch.rand(2, 3, S, S), torch.rand(2, 1, S, S))
+    d.eval()
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+def test_linear_decay_schedule_steps_with_training_down_to_zero():
+    from cgmagan.models.gan_module import linear_decay
+
+    torch.manual_seed(0)
+    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
+    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam,
+                  scheduler=partial(linear_decay, decay_start=0.5))  # fmt: skip
+    fit(gan, steps=8)
+    # held for 4 steps, then 2e-3 * (8 - step) / 4 after each of steps 5..8: zero after the last
+    assert [group["lr"] for opt in gan.optimizers() for group in opt.param_groups] == [0.0, 0.0]
+    schedule = linear_decay(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), total_steps=8)
+    lrs = []
+    for _ in range(8):
+        lrs.append(schedule.get_last_lr()[0])
+        schedule.optimizer.step()
+        schedule.step()
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+class RecordGenerator(pl.Callback):
+    """The generator's raw weights after every optimiser step."""
+
+    def __init__(self):
+        self.weights = []
+
+    def on_train_batch_end(self, trainer, module, *_):
+        self.weights.append({n: p.detach().clone() for n, p in module.generator.named_parameters()})
+
+
+def test_ema_of_the_weights_is_what_training_leaves_in_the_module():
+    """gan.ema_decay adds Lightning's EMAWeightAveraging: the trained module holds the running
+    average of the weights (decay d: avg = d * avg + (1 - d) * w after each step), not the last ones."""
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    torch.manual_seed(0)
+    gan = gan_of("lsft")
+    record, decay = RecordGenerator(), 0.5
+    loader = DataLoader([fixed_batch()] * 4, batch_size=None)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[record, EMAWeightAveraging(decay=decay)])  # fmt: skip
+    trainer.fit(gan, train_dataloaders=loader)
+    name = "head.out.2.weight"
+    expected = record.weights[0][name]
+    for step in record.weights[1:]:
+        expected = decay * expected + (1 - decay) * step[name]
+    torch.testing.assert_close(dict(gan.generator.named_parameters())[name].detach(), expected)
+    assert not torch.allclose(expected, record.weights[-1][name])

@@ -11,9 +11,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from cgmagan.errors import NumericalError
-from cgmagan.metrics.agreement import dice_at_threshold
+from cgmagan.metrics.agreement import dice_at_threshold, pearson
 
 
 def as_float32(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -26,8 +27,20 @@ def gan_input(image: torch.Tensor) -> torch.Tensor:
     return image * 2 - 1
 
 
+def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, decay_start: float = 0.5) -> LambdaLR:
+    """pix2pix's schedule, per step: the learning rate held for the first ``decay_start`` share of
+    the run's steps, then linearly down to 0 at its last step."""
+    start = int(decay_start * total_steps)
+    return LambdaLR(optimizer, lambda step: min(1.0, max(0.0, (total_steps - step) / max(1, total_steps - start))))
+
+
 class CGMAGAN(pl.LightningModule):
-    """pix2pix-style training: D and G updated every step, adversarial + lambda_l1 * L1."""
+    """pix2pix-style training: D and G updated every step, lambda_adv * adversarial + lambda_l1 * L1.
+
+    ``lambda_adv`` = 0 trains G on L1 alone (D is not updated); ``use_image`` = False gives G a
+    blank image, so its map can come from the CGMAs only (D still sees the image); ``scheduler``
+    (optional) is called with each optimizer and the run's total steps and stepped every batch.
+    """
 
     def __init__(
         self,
@@ -36,6 +49,9 @@ class CGMAGAN(pl.LightningModule):
         optimizer_g: Callable[..., torch.optim.Optimizer],
         optimizer_d: Callable[..., torch.optim.Optimizer],
         lambda_l1: float = 100.0,
+        lambda_adv: float = 1.0,
+        use_image: bool = True,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         description: dict | None = None,
     ):
         """``description``: the networks' configs, map size and CGMA settings, saved with the
@@ -48,7 +64,10 @@ class CGMAGAN(pl.LightningModule):
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] in [0, 1], [B, K, S, S] -> heatmap [B, S, S] in [0, 1]."""
-        return self.generator(gan_input(image), cgmas)[:, 0]
+        return self.generator(self._generator_image(gan_input(image)), cgmas)[:, 0]
+
+    def _generator_image(self, image: torch.Tensor) -> torch.Tensor:
+        return image if self.hparams.use_image else torch.zeros_like(image)
 
     @staticmethod
     def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -72,37 +91,50 @@ class CGMAGAN(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         batch = as_float32(batch)
         image, cond, target = gan_input(batch["image"]), batch["cgma"], batch["target"][:, None]
-        fake = self.generator(image, cond)
+        fake = self.generator(self._generator_image(image), cond)
+        adversarial = self.hparams.lambda_adv > 0
+        logs = {}
 
-        loss_d = 0.5 * (
-            self._bce(self.discriminator(image, target), True)
-            + self._bce(self.discriminator(image, fake.detach()), False)
-        )
-        self._check_finite(loss_d=loss_d)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
+        if adversarial:
+            loss_d = 0.5 * (
+                self._bce(self.discriminator(image, target), True)
+                + self._bce(self.discriminator(image, fake.detach()), False)
+            )
+            self._check_finite(loss_d=loss_d)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+            opt_d.step()
+            logs["train/loss_d"] = loss_d
 
-        loss_adv = self._bce(self.discriminator(image, fake), True)
         loss_l1 = F.l1_loss(fake, target)
-        loss_g = loss_adv + self.hparams.lambda_l1 * loss_l1
+        loss_g = self.hparams.lambda_l1 * loss_l1
+        if adversarial:
+            loss_adv = self._bce(self.discriminator(image, fake), True)
+            loss_g = loss_g + self.hparams.lambda_adv * loss_adv
+            logs["train/loss_g_adv"] = loss_adv
         self._check_finite(loss_g=loss_g)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()
+        for scheduler in self.lr_schedulers() if self.hparams.scheduler else ():
+            scheduler.step()
 
-        self.log_dict({"train/loss_d": loss_d, "train/loss_g_adv": loss_adv, "train/l1": loss_l1}, prog_bar=True)
+        self.log_dict({**logs, "train/l1": loss_l1}, prog_bar=True)
 
     def validation_step(self, batch, _idx) -> dict[str, torch.Tensor]:
-        """Logs val/l1 and val/dice; returns the generated maps for callbacks that draw them."""
+        """Logs val/l1, val/dice and val/pearson; returns the generated maps for callbacks that draw them."""
         batch = as_float32(batch)
         fake = self(batch["image"], batch["cgma"])
         target = batch["target"]
         self.log("val/l1", F.l1_loss(fake, target), prog_bar=True, sync_dist=True)
         self.log("val/dice", dice_at_threshold(fake, target).mean(), prog_bar=True, sync_dist=True)
+        self.log("val/pearson", pearson(fake, target).mean(), sync_dist=True)
         return {"generated": fake}
 
     def configure_optimizers(self):
         opt_g = self.hparams.optimizer_g(params=self.generator.parameters())
         opt_d = self.hparams.optimizer_d(params=self.discriminator.parameters())
-        return [opt_g, opt_d]
+        if self.hparams.scheduler is None:
+            return [opt_g, opt_d]
+        total = max(1, int(self.trainer.estimated_stepping_batches))  # batches: each steps both optimizers once
+        return [opt_g, opt_d], [self.hparams.scheduler(opt, total_steps=total) for opt in (opt_g, opt_d)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EMAWeightAveraging
 
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
@@ -110,8 +111,10 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     gan = instantiate(cfg.gan.module, description=describe(cfg))
     overrides = cfg.gan.get("trainer")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
-    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=instantiate_list(cfg.get("callbacks"), "callbacks"),
-                              **overrides)  # fmt: skip
+    callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
+    if cfg.gan.get("ema_decay") is not None:  # validation, checkpoints and the returned GAN use the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
+    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=callbacks, **overrides)
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
