@@ -67,8 +67,13 @@ def test_command_line_beats_the_experiment(tmp_path):
 def test_default_config_names_seen_and_unseen_kinds(tmp_path):
     cfg = compose_config(tmp_path)
     train, unseen = resolve_combinations(cfg)
-    assert [c.name for c in train] == ["digits/small_vgg", "shapes/small_resnet"]
-    assert [c.kind for c in unseen] == ["unseen_backbone"]
+    # issue 10: at least four training combinations over two datasets and two backbone families,
+    # and every unseen kind held out
+    assert len(train) >= 4
+    assert {c.dataset for c in train} >= {"shapes", "textures"}
+    assert {c.backbone for c in train} >= {"small_vgg", "small_resnet"}
+    assert {c.kind for c in unseen} == {"unseen_backbone", "unseen_dataset", "unseen_both"}
+    assert not {c.name for c in unseen} & {c.name for c in train}
 
 
 def test_unknown_names_and_entries_without_target_are_errors(tmp_path):

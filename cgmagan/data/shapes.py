@@ -69,7 +69,7 @@ class ShapesDataModule(ClassificationDataModule):
     std = (0.25, 0.25, 0.25)
     has_masks = True
 
-    def __init__(self, input_size: int = 32, split_sizes=(2400, 300, 600), clutter: int = 6, **kwargs):
+    def __init__(self, input_size: int = 32, split_sizes=(1600, 200, 400), clutter: int = 6, **kwargs):
         super().__init__(input_size, **kwargs)
         self.split_sizes = tuple(split_sizes)
         self.clutter = clutter
