@@ -56,3 +56,19 @@ def test_discriminator_learns():
     grads = [p.grad for p in disc.parameters()]
     assert all(g is not None for g in grads)
     assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_cgma_skip_adds_a_linear_function_of_the_cgmas_to_the_output_logit():
+    torch.manual_seed(0)
+    image, cgmas = torch.randn(2, 3, 16, 16), torch.rand(2, 4, 16, 16)
+    for gen in (LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, cgma_skip=True),
+                GSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, num_blocks=2, cgma_skip=True)):  # fmt: skip
+        last = gen.head.out[-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)  # the trunk's logit is now 0: only the skip is left
+        weights, bias = gen.head.skip.weight.view(4), gen.head.skip.bias
+        expected = torch.sigmoid((cgmas * weights.view(1, 4, 1, 1)).sum(1, keepdim=True) + bias)
+        with torch.no_grad():
+            torch.testing.assert_close(gen(image, cgmas), expected)
+    plain = LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8)
+    assert plain.head.skip is None

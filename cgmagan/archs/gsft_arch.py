@@ -18,11 +18,12 @@ class GSFTGenerator(nn.Module):
         nf: int = 64,
         cond_nf: int = 32,
         cond_hidden: int = 128,
+        cgma_skip: bool = False,
         num_blocks: int = 32,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas
-        self.head = HeatmapHead(in_ch, nf)
+        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0)
         self.condition = ConditionNet(num_cgmas, cond_hidden, cond_nf)
         self.blocks = nn.ModuleList(ResBlockSFT(nf, cond_nf) for _ in range(num_blocks))
 
@@ -35,4 +36,4 @@ class GSFTGenerator(nn.Module):
         feat = stem
         for block in self.blocks:
             feat = block(feat, cond)
-        return self.head.finish(stem, feat)
+        return self.head.finish(stem, feat, cgmas)

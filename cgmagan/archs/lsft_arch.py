@@ -22,12 +22,13 @@ class LSFTGenerator(nn.Module):
         nf: int = 64,
         cond_nf: int = 32,
         cond_hidden: int = 128,
+        cgma_skip: bool = False,
         sft_per_group: int = 1,
         plain_between_groups: bool = True,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas
-        self.head = HeatmapHead(in_ch, nf)
+        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0)
         self.condition = ConditionNet(1, cond_hidden, cond_nf)
         self.groups = nn.ModuleList(
             nn.ModuleList(ResBlockSFT(nf, cond_nf) for _ in range(sft_per_group)) for _ in range(num_cgmas)
@@ -52,4 +53,4 @@ class LSFTGenerator(nn.Module):
                 feat = block(feat, conds[:, k])
             if k < len(self.plain):
                 feat = self.plain[k](feat)
-        return self.head.finish(stem, feat)
+        return self.head.finish(stem, feat, cgmas)

@@ -74,17 +74,26 @@ class ResBlock(nn.Module):
 
 
 class HeatmapHead(nn.Module):
-    """Image stem and 1-channel sigmoid output shared by both generators."""
+    """Image stem and 1-channel sigmoid output shared by both generators.
 
-    def __init__(self, in_ch: int = 3, nf: int = 64):
+    ``cgma_skip`` = K > 0 adds a per-pixel linear function of the K CGMAs (a 1x1 conv) to the
+    output logit: the learned linear baseline becomes a path of the generator, and the trunk
+    learns what it misses.
+    """
+
+    def __init__(self, in_ch: int = 3, nf: int = 64, cgma_skip: int = 0):
         super().__init__()
         self.stem = nn.Conv2d(in_ch, nf, 3, padding=1)
         self.trunk_out = nn.Conv2d(nf, nf, 3, padding=1)
         self.out = nn.Sequential(
             nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, 1, 3, padding=1)
         )
+        self.skip = nn.Conv2d(cgma_skip, 1, 1) if cgma_skip else None
 
-    def finish(self, stem_feat: torch.Tensor, trunk_feat: torch.Tensor) -> torch.Tensor:
+    def finish(self, stem_feat: torch.Tensor, trunk_feat: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         # global skip around the residual trunk, then the 1-channel heatmap in [0, 1]
-        feat = stem_feat + self.trunk_out(trunk_feat)
-        return torch.sigmoid(self.out(feat))
+        feat = stem_feat + self.trunk_out(trunk_feat)  # [B, nf, S, S]
+        logit = self.out(feat)  # [B, 1, S, S]
+        if self.skip is not None:
+            logit = logit + self.skip(cgmas)
+        return torch.sigmoid(logit)
