@@ -81,7 +81,7 @@ def test_explain_console_script_runs_and_exits_2_on_a_user_error(tmp_path, finis
 
 @pytest.mark.parametrize("override,message", [
     ("expected_backbone=small_resnet", "expected_backbone=small_resnet, but .* is a small_vgg classifier"),
-    ("expected_map_size=16", "expected_map_size=16, but the GAN .* was trained at map size 32"),
+    ("expected_map_size=64", "expected_map_size=64, but the GAN .* was trained at map size 16"),
     ("combination=cifar10/vgg16", "combination=cifar10/vgg16 is not one of this run's"),
 ])  # fmt: skip
 def test_checkpoints_that_do_not_fit_are_clear_errors(tmp_path, finished_run, override, message):
