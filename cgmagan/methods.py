@@ -16,6 +16,7 @@ import torch
 from cgmagan import linear_baseline
 from cgmagan.cam import normalize_maps
 from cgmagan.cam.package import PACKAGE_CAMS, package_cam
+from cgmagan.cam.scorecam import score_cam
 
 if TYPE_CHECKING:
     from cgmagan.models.evaluation_module import ExplanationEvaluator
@@ -97,4 +98,8 @@ register(ExplanationMethod(
 ))  # fmt: skip
 register(ExplanationMethod(
     "hirescam", "HiResCAM (grad-cam package) of the target layer", _from_package("hirescam"),
+))  # fmt: skip
+register(ExplanationMethod(
+    "scorecam", "Score-CAM of the target layer (batched; equals the grad-cam package's ScoreCAM)",
+    lambda ev, b, c: score_cam(ev.classifiers[c], ev.target_modules[c], b["input"], b["pred"], b["target"].shape[-2:]),
 ))  # fmt: skip

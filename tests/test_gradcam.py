@@ -174,3 +174,20 @@ def test_the_package_adapter_gives_the_packages_own_maps_where_no_resize_is_invo
             own = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(int(c)) for c in classes])
         torch.testing.assert_close(ours, torch.from_numpy(own), atol=1e-5, rtol=1e-4)
         assert ours.shape == (4, 12, 12) and ours.amax((1, 2)).eq(1).all()
+
+
+@pytest.mark.parametrize("name", ["small_vgg", "small_resnet"])
+def test_batched_score_cam_equals_the_grad_cam_packages(name):
+    from pytorch_grad_cam import ScoreCAM
+
+    from cgmagan.cam.scorecam import score_cam
+
+    torch.manual_seed(0)
+    model = build_backbone(name, 3, 4).eval().requires_grad_(False)
+    x = torch.rand(3, 3, 32, 32)
+    layer = select_layers(model, x)[-1][1]
+    classes = torch.tensor([0, 2, 3])  # not only the predicted class
+    theirs = package_cam(ScoreCAM, model, layer, x, classes, 16)
+    ours = score_cam(model, layer, x, classes, 16, batch_images=7)  # batches that split an image's channels
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-3)
+    assert ours.amax((1, 2)).eq(1).all()  # non-trivial maps
