@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.conftest import TINY
@@ -17,7 +16,6 @@ from tests.conftest import TINY
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
 def test_a_run_killed_after_its_first_gan_epoch_resumes_there_and_finishes(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "run.py"), *TINY, "combinations.unseen=[]", "gan.max_epochs=3", "print_config=false",
