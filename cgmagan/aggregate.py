@@ -61,9 +61,94 @@ def aggregate(runs: list[dict], scores: tuple[str, ...] = SCORES) -> dict:
     }  # fmt: skip
 
 
+KINDS = ("seen", "unseen_backbone", "unseen_dataset", "unseen_both", "unseen_pair")
+KIND_SCORES = ("dice_matched_area", "pearson", "dice", "randomisation_spearman")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def by_kind(runs: list[dict], scores: tuple[str, ...] = KIND_SCORES) -> dict:
+    """``{variant: {kind: {method: {score: (mean, std, n)}}}}``: each run's scores averaged over its
+    combinations of one kind (seen, unseen backbone, ...), then mean ± std over the runs (seeds)."""
+    per_run: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for run in runs:
+        kind_values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+        for combo in run["results"]["combinations"]:
+            for method, row in combo["methods"].items():
+                for score in scores:
+                    if row.get(score) is not None:
+                        kind_values[combo["kind"]][method][score].append(row[score])
+        for kind, by_method in kind_values.items():
+            for method, by_score in by_method.items():
+                for score, values in by_score.items():
+                    per_run[run["variant"]][kind][method][score].append(float(np.mean(values)))
+    order = {k: i for i, k in enumerate(KINDS)}
+    return {variant: {kind: {method: {s: _mean_std(v) for s, v in by_score.items()} for method, by_score in by_method.items()}
+                      for kind, by_method in sorted(by_kind.items(), key=lambda kv: order.get(kv[0], len(order)))}
+            for variant, by_kind in per_run.items()}  # fmt: skip
+
+
+def condition_importance(runs: list[dict]) -> dict:
+    """``{variant: {replacement: {slot: {"dice": (mean, std, n), "mean_abs_change": ...}}}}``: the
+    GAN with CGMA slot k zeroed (or taken from another image), each run's values averaged over its
+    combinations, then mean ± std over the runs. Runs without the measurement are left out."""
+    per_run: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for run in runs:
+        found: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+        for combo in run["results"]["combinations"]:
+            for replacement, slots in (combo.get("condition_importance") or {}).items():
+                if replacement == "n_images":
+                    continue
+                for slot in slots:
+                    for key in ("dice", "mean_abs_change"):
+                        found[replacement][slot["slot"]][key].append(slot[key])
+        for replacement, by_slot in found.items():
+            for slot, by_key in by_slot.items():
+                for key, values in by_key.items():
+                    per_run[run["variant"]][replacement][slot][key].append(float(np.mean(values)))
+    return {variant: {replacement: {slot: {k: _mean_std(v) for k, v in by_key.items()} for slot, by_key in sorted(by_slot.items())}
+                      for replacement, by_slot in by_replacement.items()}
+            for variant, by_replacement in per_run.items()}  # fmt: skip
+
+
+def _cell(cell: tuple[float, float, int] | None) -> str:
+    return f"{cell[0]:.3f} ± {cell[1]:.3f}" if cell else "–"
+
+
+def summary_markdown(kinds: dict, slots: dict, methods: tuple[str, ...] = ("gan", "linear_cgma", "gradcam_pp", "last_cgma",
+                                                                            "penultimate_gradcam", "mean_train_target")) -> list[str]:  # fmt: skip
+    """The seen / unseen table (method scores averaged per kind) and the condition importance table."""
+    lines = ["", "## Seen and unseen combinations", "",
+             "Each run's scores averaged over its combinations of a kind, then mean ± std over runs. "
+             "Agreement with Grad-CAM (Dice@20 %: `dice_matched_area`); `randomisation_spearman` is the sanity "
+             "check's (below 0.5 passes).", "",
+             "| variant | kind | method | " + " | ".join(KIND_SCORES) + " | n |", "|---|---|---|" + "---:|" * (len(KIND_SCORES) + 1)]  # fmt: skip
+    for variant, by_kind_ in kinds.items():
+        for kind, by_method in by_kind_.items():
+            for method in [m for m in methods if m in by_method]:
+                cells = by_method[method]
+                n = max(c[2] for c in cells.values())
+                lines.append(f"| {variant} | {kind} | {method} | " + " | ".join(_cell(cells.get(s)) for s in KIND_SCORES) + f" | {n} |")
+    if slots:
+        lines += ["", "## Condition importance", "",
+                  "The GAN's Dice@0.5 with Grad-CAM and its mean absolute change when CGMA slot k is replaced by zeros "
+                  "or by another image's slot k (mean ± std over runs of the mean over combinations).", "",
+                  "| variant | replacement | slot | Dice@0.5 | mean abs change | n |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for variant, by_replacement in slots.items():
+            for replacement, by_slot in by_replacement.items():
+                for slot, cells in by_slot.items():
+                    lines.append(f"| {variant} | {replacement} | {slot} | {_cell(cells['dice'])} | "
+                                 f"{_cell(cells['mean_abs_change'])} | {cells['dice'][2]} |")  # fmt: skip
+    return lines
+
+
 def markdown(table: dict, runs: list[dict], title: str) -> str:
     lines = [f"# {title}", "", f"{len(runs)} runs; mean ± std over seeds (n = runs per cell).", "", "Commands:", ""]
     lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
+    lines += summary_markdown(by_kind(runs), condition_importance(runs))
+    lines += ["", "## Every combination"]
     flagged: dict = defaultdict(int)
     for run in runs:
         for combo in run["results"]["combinations"]:

@@ -43,3 +43,37 @@ def test_each_variant_gets_the_mean_and_spread_of_its_seeds(tmp_path):
 def test_an_empty_sweep_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the sweep first"):
         load_runs(tmp_path)
+
+
+def write_kinds_job(root: Path, job: str, seed: int, seen_dice: tuple[float, float], unseen_dice: float,
+                    slot_dice: list[float]) -> None:  # fmt: skip
+    folder = root / job
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}"]))
+    importance = {"n_images": 4, "zeros": [{"slot": k + 1, "dice": d, "mean_abs_change": 1 - d} for k, d in enumerate(slot_dice)]}
+    combos = [{"dataset": d, "backbone": "small_vgg", "kind": "seen", "methods": {"gan": {"dice_matched_area": v}},
+               "condition_importance": importance} for d, v in zip(("shapes", "textures"), seen_dice)]  # fmt: skip
+    combos.append({"dataset": "digits", "backbone": "small_vgg", "kind": "unseen_dataset",
+                   "methods": {"gan": {"dice_matched_area": unseen_dice}}})  # fmt: skip
+    (folder / "results.json").write_text(json.dumps({"command": "python run.py -m seed=0,1", "combinations": combos}))
+
+
+def test_seen_and_unseen_kinds_and_condition_importance_are_averaged_per_run_then_over_seeds(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_kinds_job(sweep, "0", 0, seen_dice=(0.8, 0.6), unseen_dice=0.5, slot_dice=[0.9, 0.1])
+    write_kinds_job(sweep, "1", 1, seen_dice=(0.9, 0.9), unseen_dice=0.7, slot_dice=[0.7, 0.3])
+    main([str(sweep), "--name", "kinds", "--out", str(tmp_path / "results"), "--no-wandb"])
+    runs = load_runs(sweep)
+    from cgmagan.aggregate import by_kind, condition_importance
+
+    kinds = by_kind(runs)["(every run)"]
+    assert list(kinds) == ["seen", "unseen_dataset"]
+    mean, std, n = kinds["seen"]["gan"]["dice_matched_area"]  # runs' seen means 0.7 and 0.9
+    assert (mean, n) == (pytest.approx(0.8), 2) and std == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    assert kinds["unseen_dataset"]["gan"]["dice_matched_area"][0] == pytest.approx(0.6)
+    slots = condition_importance(runs)["(every run)"]["zeros"]
+    assert slots[1]["dice"][:2] == (pytest.approx(0.8), pytest.approx(np.std([0.9, 0.7], ddof=1)))
+    assert slots[2]["mean_abs_change"][0] == pytest.approx(0.8)  # 1 - mean(0.1, 0.3)
+    text = (tmp_path / "results" / "kinds.md").read_text()
+    assert "| (every run) | unseen_dataset | gan | 0.600 ± 0.141 |" in text
+    assert "| (every run) | zeros | 2 | 0.200 ± 0.141 | 0.800 ± 0.141 | 2 |" in text
