@@ -34,6 +34,7 @@ TINY = [
     "evaluate.max_images=24",
     "evaluate.auc_images=4",
     "evaluate.deletion_steps=4",
+    "evaluate.methods=null",  # every registered method, Score-CAM included
     "cgma.max_per_split=48",
     "cgma.shard_size=16",
     "logger=csv",
