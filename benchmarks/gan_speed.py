@@ -50,12 +50,16 @@ def composed(preset: str, conditioning: str = "lsft"):
 
 
 def generators(preset: str) -> dict[str, torch.nn.Module]:
-    """LSFT as configured (K SFT blocks, K - 1 plain blocks between groups), GSFT with the same
-    number of SFT blocks and width, and GSFT at the preset's own depth."""
-    lsft = instantiate(composed(preset, "lsft").conditioning.generator)
+    """LSFT as configured (K SFT blocks, K - 1 plain blocks between groups) and without its plain
+    blocks (what is left is the condition network's cost), GSFT with the same number of SFT blocks
+    and width, and GSFT at the preset's own depth."""
+    lsft_cfg = composed(preset, "lsft").conditioning.generator
+    lsft = instantiate(lsft_cfg)
     sft_blocks = sum(len(group) for group in lsft.groups)
     gsft = composed(preset, "gsft").conditioning.generator
-    nets = {"LSFT": lsft, f"GSFT, {sft_blocks} SFT blocks": instantiate(gsft, num_blocks=sft_blocks)}
+    nets = {"LSFT": lsft,
+            "LSFT without the plain blocks between groups": instantiate(lsft_cfg, plain_between_groups=False),
+            f"GSFT, {sft_blocks} SFT blocks": instantiate(gsft, num_blocks=sft_blocks)}  # fmt: skip
     if gsft.num_blocks != sft_blocks:
         nets[f"GSFT, {gsft.num_blocks} SFT blocks (the preset's)"] = instantiate(gsft)
     return nets
