@@ -18,8 +18,8 @@ class GSFTGenerator(nn.Module):
         nf: int = 64,
         cond_nf: int = 32,
         cond_hidden: int = 128,
-        cgma_skip: bool = False,
         num_blocks: int = 32,
+        cgma_skip: bool = False,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas

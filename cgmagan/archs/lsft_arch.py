@@ -22,9 +22,9 @@ class LSFTGenerator(nn.Module):
         nf: int = 64,
         cond_nf: int = 32,
         cond_hidden: int = 128,
-        cgma_skip: bool = False,
         sft_per_group: int = 1,
         plain_between_groups: bool = True,
+        cgma_skip: bool = False,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas
