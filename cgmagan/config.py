@@ -34,6 +34,8 @@ def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the first value that cannot work, with what is accepted."""
     cgma = cfg.cgma
     _one_of(cgma.order, ("forward", "backward"), "cgma.order")
+    for switch in ("exclude_target_layer", "cumulative"):
+        _one_of(cgma[switch], (True, False), f"cgma.{switch}")
     _one_of(cgma.verify, VERIFY_MODES, "cgma.verify")
     _positive(cgma, "cgma", ("k", "map_size", "batch_size", "shard_size", "max_per_split"))
     _positive(cfg.gan, "gan", ("map_size", "batch_size", "max_epochs"))

@@ -55,14 +55,15 @@ def explain(
     k: int | None = None,
     order: str | None = None,
     exclude_target_layer: bool | None = None,
+    cumulative: bool | None = None,
 ) -> Explanation:
     """Explain ``model``'s decision on ``images`` (moved to the model's device).
 
     ``targets``: the class to explain per image (a [B] tensor, a list, or one int for all); the
     predicted class when None. ``target_layer``: a conv module name (default: the last conv of the
-    main path, as the pipeline picks it). With a ``gan``, ``map_size``, ``k``, ``order`` and
-    ``exclude_target_layer`` default to what it was trained with; without one, to the image size,
-    8 (or fewer layers), forward order, target included.
+    main path, as the pipeline picks it). With a ``gan``, ``map_size``, ``k``, ``order``,
+    ``exclude_target_layer`` and ``cumulative`` default to what it was trained with; without one,
+    to the image size, 8 (or fewer layers), forward order, target included, running means.
     """
     device = next(model.parameters()).device
     images = images.to(device)
@@ -86,7 +87,8 @@ def explain(
     probs = logits.softmax(1)
     predicted = probs.argmax(1)
     explained = predicted if targets is None else torch.as_tensor(targets, device=device).expand_as(predicted)
-    cgmas = cgma(cams, k, order, exclude)
+    cumulative = settings.get("cumulative", True) if cumulative is None else cumulative
+    cgmas = cgma(cams, k, order, exclude, cumulative)
     heatmap = None
     if gan is not None:
         # the GAN's image input exactly as the CGMA cache stores it

@@ -66,7 +66,7 @@ class ModelExplainer:
         cams, _ = multilayer_gradcam(model, x, layers, target=classes, size=self.map_size)
         image = F.interpolate(to_rgb(x), size=self.map_size, mode="bilinear", align_corners=False).clamp(0, 1)
         return {"input": x, "pred": classes, "image": image, "target": cams[:, -1], "penultimate": cams[:, -2],
-                "cgma": cgma(cams, self.cgma_cfg["k"], self.cgma_cfg["order"], self.cgma_cfg["exclude_target_layer"])}  # fmt: skip
+                "cgma": cgma(cams, **self.cgma_cfg)}  # fmt: skip
 
     def maps(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor,
              methods: list[ExplanationMethod]) -> dict[str, torch.Tensor]:  # fmt: skip

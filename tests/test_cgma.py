@@ -29,3 +29,46 @@ def test_backward_order_starts_from_the_deepest_layer_and_target_can_be_excluded
     torch.testing.assert_close(excluded[:, -1], cams[:, :-1].mean(1))
     with pytest.raises(ValueError):
         cgma(cams, order="sideways")
+
+
+def test_single_layer_conditions_keep_the_layers_at_the_same_positions():
+    cams = torch.rand(2, 10, 4, 4)
+    single = cgma(cams, k=4, cumulative=False)
+    positions = cgma_positions(10, 4)
+    torch.testing.assert_close(single, cams[:, [j - 1 for j in positions]])
+    torch.testing.assert_close(single[:, -1], cams[:, -1])  # the last condition is the target itself
+    excluded = cgma(cams, k=4, exclude_target_layer=True, cumulative=False)
+    torch.testing.assert_close(excluded, cams[:, [j - 1 for j in cgma_positions(9, 4)]])
+    backward = cgma(cams, k=4, order="backward", cumulative=False)
+    torch.testing.assert_close(backward[:, 0], cams[:, -1])
+
+
+def test_explain_uses_the_cgma_settings_a_gan_was_trained_with():
+    from types import SimpleNamespace
+
+    from cgmagan.backbones import build_backbone
+    from cgmagan.cam import cgma_settings
+    from cgmagan.explanation import explain, gan_settings
+
+    class Echo(torch.nn.Module):
+        """A stand-in GAN whose map is its last condition map, with the description a checkpoint carries."""
+
+        def __init__(self, cumulative: bool):
+            super().__init__()
+            self.hparams = {"description": {"map_size": 8, "cgma": {"k": 3, "order": "forward",
+                                            "exclude_target_layer": False, "cumulative": cumulative}}}  # fmt: skip
+
+        def forward(self, image, cgmas):
+            return cgmas[:, -1]
+
+    torch.manual_seed(0)
+    model = build_backbone("small_vgg", 3, 4).eval()
+    images = torch.rand(2, 3, 32, 32)
+    single = explain(model, images, Echo(cumulative=False))
+    running = explain(model, images, Echo(cumulative=True))
+    assert single.cgmas.shape == running.cgmas.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(single.gan, single.gradcam)  # the last single layer is the target
+    assert not torch.allclose(running.gan, running.gradcam)  # the mean of every layer is not
+    old = SimpleNamespace(hparams={"description": {"map_size": 8, "cgma": {"k": 3, "order": "forward",
+                                                                           "exclude_target_layer": False}}})  # fmt: skip
+    assert cgma_settings(gan_settings(old))["cumulative"] is True  # checkpoints from before the switch

@@ -111,7 +111,7 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
 
 
 @pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0", "gan.map_size=7",
-                                      "gan.lambda_adv=-1", "gan.ema_decay=1.5"])
+                                      "gan.lambda_adv=-1", "gan.ema_decay=1.5", "cgma.cumulative=sometimes"])
 def test_bad_settings_fail_before_any_training(tmp_path, override):
     from cgmagan.errors import ConfigError
 

@@ -1,6 +1,6 @@
 """Grad-CAM at many layers and the CGMAs built from them."""
 
-from cgmagan.cam.cgma import cgma, cgma_positions
+from cgmagan.cam.cgma import CGMA_SETTINGS, cgma, cgma_positions, cgma_settings
 from cgmagan.cam.gradcam import (
     conv_layers,
     is_zero_map,
@@ -10,8 +10,10 @@ from cgmagan.cam.gradcam import (
 )
 
 __all__ = [
+    "CGMA_SETTINGS",
     "cgma",
     "cgma_positions",
+    "cgma_settings",
     "conv_layers",
     "is_zero_map",
     "multilayer_gradcam",

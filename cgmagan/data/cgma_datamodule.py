@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from cgmagan.cam import cgma, is_zero_map, multilayer_gradcam, select_layers
+from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, select_layers
 from cgmagan.data.base import ClassificationDataModule, EpochShuffle, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
@@ -82,7 +82,7 @@ class ShardComputer:
             probs = logits.softmax(1)
             arrays = {
                 "image": F.interpolate(to_rgb(x), size=size, mode="bilinear", align_corners=False).clamp(0, 1),
-                "cgma": cgma(cams, self.cfg.k, self.cfg.order, self.cfg.exclude_target_layer),
+                "cgma": cgma(cams, **cgma_settings(self.cfg)),
                 "target": cams[:, -1],
                 "penultimate": cams[:, -2],
                 "label": y,
@@ -176,7 +176,7 @@ class CGMADataModule(pl.LightningDataModule):
 
     def store(self, name: str, split: str) -> CGMAStore:
         source, rows = self.sources[name], self.indices(name, split)
-        settings = {k: self.cfg[k] for k in ("k", "order", "exclude_target_layer", "map_size")}
+        settings = {**cgma_settings(self.cfg), "map_size": self.cfg.map_size}
         key = digest({"classifier": source.classifier_sha256, "data": source.data.fingerprint(), "split": split,
                       "target_layer": source.target_layer,
                       "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest(), "cgma": settings})  # fmt: skip

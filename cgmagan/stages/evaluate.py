@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from cgmagan import linear_baseline
 from cgmagan.callbacks import OverlayFigure
+from cgmagan.cam import cgma_settings
 from cgmagan.config import job_fingerprint
 from cgmagan.data.base import stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
@@ -73,7 +74,7 @@ def sanity_checks(cfg: DictConfig, evaluator: ExplanationEvaluator, datasets: li
     device = runtime.root_device
     gan = evaluator.gan.to(device).eval() if evaluator.gan is not None else None
     constants = {k: getattr(evaluator, k).to(device) for k in ("mean_train_target", "linear_weights", "centred_gaussian")}
-    cgma_cfg = {k: cfg.cgma[k] for k in ("k", "order", "exclude_target_layer")}
+    cgma_cfg = cgma_settings(cfg.cgma)
     checks = []
     for combo, ds in enumerate(tqdm(datasets, desc="sanity check (model randomisation)", leave=False)):
         items = [ds[int(i)] for i in np.flatnonzero(ds.in_auc)[:n]]

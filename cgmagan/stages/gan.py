@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EMAWeightAveraging
 
+from cgmagan.cam import cgma_settings
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
@@ -37,7 +38,7 @@ def describe(cfg: DictConfig) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     gan = resolved["gan"]
     return {"generator": inert(gan["module"]["generator"]), "discriminator": inert(gan["module"]["discriminator"]),
-            "map_size": int(gan["map_size"]), "cgma": {k: resolved["cgma"][k] for k in ("k", "order", "exclude_target_layer")},
+            "map_size": int(gan["map_size"]), "cgma": cgma_settings(resolved["cgma"]),
             "conditioning": resolved["conditioning"]["name"], "train_combinations": list(resolved["combinations"]["train"]),
             "training_key": training_key(cfg)}  # fmt: skip
 
