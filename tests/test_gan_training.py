@@ -146,3 +146,15 @@ def test_ema_of_the_weights_is_what_training_leaves_in_the_module():
         expected = decay * expected + (1 - decay) * step[name]
     torch.testing.assert_close(dict(gan.generator.named_parameters())[name].detach(), expected)
     assert not torch.allclose(expected, record.weights[-1][name])
+
+
+def test_gan_ema_decay_adds_the_averaging_callback_with_that_decay(tmp_path):
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    from cgmagan.stages.gan import gan_callbacks
+    from tests.conftest import compose_config
+
+    assert not any(isinstance(c, EMAWeightAveraging) for c in gan_callbacks(compose_config(tmp_path)))
+    (ema,) = [c for c in gan_callbacks(compose_config(tmp_path, ["gan.ema_decay=0.9"])) if isinstance(c, EMAWeightAveraging)]
+    updated = ema._kwargs["avg_fn"](torch.zeros(3), torch.ones(3), torch.tensor(1))  # 0.9 * 0 + 0.1 * 1
+    torch.testing.assert_close(updated, torch.full((3,), 0.1))

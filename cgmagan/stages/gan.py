@@ -101,6 +101,15 @@ def load_gan(path: str | Path, cfg: DictConfig | None = None) -> CGMAGAN:
         raise UserError(f"GAN checkpoint {path} does not fit {what}: {str(err).splitlines()[0]}") from None
 
 
+def gan_callbacks(cfg: DictConfig) -> list:
+    """The ``callbacks`` group's, and Lightning's EMA of the weights when ``gan.ema_decay`` is set:
+    validation, checkpoints and so the evaluated GAN then hold the averaged weights."""
+    callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
+    if cfg.gan.get("ema_decay") is not None:
+        callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
+    return callbacks
+
+
 def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN:
     """Entry point: fit the GAN (Lightning's loops, checkpointing and callbacks from config),
     continuing from the run folder's last.ckpt when one of the same training is there;
@@ -112,10 +121,7 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     gan = instantiate(cfg.gan.module, description=describe(cfg))
     overrides = cfg.gan.get("trainer")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
-    callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
-    if cfg.gan.get("ema_decay") is not None:  # validation, checkpoints and the returned GAN use the averaged weights
-        callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
-    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=callbacks, **overrides)
+    trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=gan_callbacks(cfg), **overrides)
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
