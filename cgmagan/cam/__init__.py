@@ -1,6 +1,6 @@
 """Grad-CAM at many layers and the CGMAs built from them."""
 
-from cgmagan.cam.cgma import CGMA_SETTINGS, cgma, cgma_positions, cgma_settings
+from cgmagan.cam.cgma import cgma, cgma_positions, cgma_settings
 from cgmagan.cam.gradcam import (
     conv_layers,
     is_zero_map,
@@ -10,7 +10,6 @@ from cgmagan.cam.gradcam import (
 )
 
 __all__ = [
-    "CGMA_SETTINGS",
     "cgma",
     "cgma_positions",
     "cgma_settings",

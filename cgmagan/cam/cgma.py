@@ -8,13 +8,10 @@ import torch
 
 from cgmagan.errors import ConfigError
 
-# the settings that decide what the K condition maps are: one place for every caller and cache key
-CGMA_SETTINGS = ("k", "order", "exclude_target_layer", "cumulative")
-
-
 def cgma_settings(cfg) -> dict:
-    """The :data:`CGMA_SETTINGS` of a ``cgma`` config or a GAN's description (``cumulative``
-    defaults to True: checkpoints written before the switch existed used running means)."""
+    """The settings that decide what the K condition maps are, from a ``cgma`` config or a GAN's
+    description: one place for every caller of :func:`cgma` and for the cache key. ``cumulative``
+    defaults to True: checkpoints written before the switch existed used running means."""
     return {"k": int(cfg["k"]), "order": cfg["order"], "exclude_target_layer": bool(cfg["exclude_target_layer"]),
             "cumulative": bool(cfg.get("cumulative", True))}  # fmt: skip
 
