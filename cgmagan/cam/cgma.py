@@ -8,6 +8,7 @@ import torch
 
 from cgmagan.errors import ConfigError
 
+
 def cgma_settings(cfg) -> dict:
     """The settings that decide what the K condition maps are, from a ``cgma`` config or a GAN's
     description: one place for every caller of :func:`cgma` and for the cache key. ``cumulative``
