@@ -138,3 +138,29 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test", sampler=unrepeated_sampler(self.dataset("test"), self.trainer))
+
+
+class GeneratedScenesDataModule(ClassificationDataModule):
+    """Base of the datasets rendered from the seed with object masks (shapes, textures): a subclass
+    names its ``render(n, seed)`` -> images [n, 3, S, S], labels [n], masks [n, S, S] (numpy)."""
+
+    channels = 3
+    has_masks = True
+    seed_offset = 0  # keeps two generated datasets' random streams apart
+
+    def __init__(self, input_size: int = 32, split_sizes=(1600, 200, 400), **kwargs):
+        super().__init__(input_size, **kwargs)
+        self.split_sizes = tuple(split_sizes)
+
+    def render(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        for offset, (split, n) in enumerate(zip(("train", "val", "test"), self.split_sizes)):
+            # each split from its own seed, so changing one split size leaves the others alone
+            images, labels, masks = self.render(n, self.seed * 1000 + self.seed_offset + offset)
+            self.splits[split] = TensorImageDataset(
+                torch.from_numpy(images), torch.from_numpy(labels).long(), torch.from_numpy(masks)
+            )

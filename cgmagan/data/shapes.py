@@ -4,9 +4,8 @@ its mask, for ground-truth localization. Deterministic from the seed."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from cgmagan.data.base import ClassificationDataModule, TensorImageDataset
+from cgmagan.data.base import GeneratedScenesDataModule
 
 SHAPES = ("circle", "square", "triangle", "cross")
 
@@ -61,25 +60,15 @@ def render_scenes(n: int, size: int, seed: int, clutter: int = 6) -> tuple[np.nd
     return images, labels, masks
 
 
-class ShapesDataModule(ClassificationDataModule):
+class ShapesDataModule(GeneratedScenesDataModule):
     name = "shapes"
     class_names = list(SHAPES)
-    channels = 3
     mean = (0.4, 0.4, 0.4)
     std = (0.25, 0.25, 0.25)
-    has_masks = True
 
     def __init__(self, input_size: int = 32, split_sizes=(1600, 200, 400), clutter: int = 6, **kwargs):
-        super().__init__(input_size, **kwargs)
-        self.split_sizes = tuple(split_sizes)
+        super().__init__(input_size, split_sizes, **kwargs)
         self.clutter = clutter
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        for offset, (split, n) in enumerate(zip(("train", "val", "test"), self.split_sizes)):
-            # each split from its own seed, so changing one split size leaves the others alone
-            images, labels, masks = render_scenes(n, self.input_size, self.seed * 1000 + offset, self.clutter)
-            self.splits[split] = TensorImageDataset(
-                torch.from_numpy(images), torch.from_numpy(labels).long(), torch.from_numpy(masks)
-            )
+    def render(self, n: int, seed: int):
+        return render_scenes(n, self.input_size, seed, self.clutter)

@@ -7,9 +7,8 @@ Deterministic from the seed."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from cgmagan.data.base import ClassificationDataModule, TensorImageDataset
+from cgmagan.data.base import GeneratedScenesDataModule
 
 TEXTURES = ("stripes", "checker", "dots", "rings")
 
@@ -64,24 +63,12 @@ def render_textures(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return images, labels, masks
 
 
-class TexturesDataModule(ClassificationDataModule):
+class TexturesDataModule(GeneratedScenesDataModule):
     name = "textures"
     class_names = list(TEXTURES)
-    channels = 3
     mean = (0.35, 0.35, 0.35)
     std = (0.25, 0.25, 0.25)
-    has_masks = True
+    seed_offset = 500  # never the random stream of a shapes split
 
-    def __init__(self, input_size: int = 32, split_sizes=(1600, 200, 400), **kwargs):
-        super().__init__(input_size, **kwargs)
-        self.split_sizes = tuple(split_sizes)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        for offset, (split, n) in enumerate(zip(("train", "val", "test"), self.split_sizes)):
-            # each split from its own seed (offset from shapes' seeds: the two datasets never share a stream)
-            images, labels, masks = render_textures(n, self.input_size, self.seed * 1000 + 500 + offset)
-            self.splits[split] = TensorImageDataset(
-                torch.from_numpy(images), torch.from_numpy(labels).long(), torch.from_numpy(masks)
-            )
+    def render(self, n: int, seed: int):
+        return render_textures(n, self.input_size, seed)
