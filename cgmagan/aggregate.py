@@ -69,48 +69,58 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
 
 
+def _over_seeds(runs: list[dict], rows) -> dict:
+    """``{variant: {key: (mean, std, n)}}``: ``rows(run)`` yields (key, value) pairs; a run's values
+    of one key are averaged first (over its combinations), then mean ± std over the runs (seeds)."""
+    values: dict = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        mine: dict = defaultdict(list)
+        for key, value in rows(run):
+            mine[key].append(value)
+        for key, found in mine.items():
+            values[run["variant"]][key].append(float(np.mean(found)))
+    return {variant: {key: _mean_std(v) for key, v in by_key.items()} for variant, by_key in values.items()}
+
+
+def _nested(flat: dict, first_order: dict | None = None) -> dict:
+    """``{(a, b, c): cell}`` -> ``{a: {b: {c: cell}}}``, ``a`` in ``first_order``'s order (else as met)."""
+    out: dict = {}
+    keys = sorted(flat, key=lambda k: first_order.get(k[0], len(first_order))) if first_order else list(flat)
+    for key in keys:
+        node = out
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        node[key[-1]] = flat[key]
+    return out
+
+
 def by_kind(runs: list[dict], scores: tuple[str, ...] = KIND_SCORES) -> dict:
     """``{variant: {kind: {method: {score: (mean, std, n)}}}}``: each run's scores averaged over its
     combinations of one kind (seen, unseen backbone, ...), then mean ± std over the runs (seeds)."""
-    per_run: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
-    for run in runs:
-        kind_values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+
+    def rows(run):
         for combo in run["results"]["combinations"]:
             for method, row in combo["methods"].items():
-                for score in scores:
-                    if row.get(score) is not None:
-                        kind_values[combo["kind"]][method][score].append(row[score])
-        for kind, by_method in kind_values.items():
-            for method, by_score in by_method.items():
-                for score, values in by_score.items():
-                    per_run[run["variant"]][kind][method][score].append(float(np.mean(values)))
+                yield from (((combo["kind"], method, s), row[s]) for s in scores if row.get(s) is not None)
+
     order = {k: i for i, k in enumerate(KINDS)}
-    return {variant: {kind: {method: {s: _mean_std(v) for s, v in by_score.items()} for method, by_score in by_method.items()}
-                      for kind, by_method in sorted(by_kind.items(), key=lambda kv: order.get(kv[0], len(order)))}
-            for variant, by_kind in per_run.items()}  # fmt: skip
+    return {variant: _nested(cells, order) for variant, cells in _over_seeds(runs, rows).items()}
 
 
 def condition_importance(runs: list[dict]) -> dict:
     """``{variant: {replacement: {slot: {"dice": (mean, std, n), "mean_abs_change": ...}}}}``: the
     GAN with CGMA slot k zeroed (or taken from another image), each run's values averaged over its
     combinations, then mean ± std over the runs. Runs without the measurement are left out."""
-    per_run: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
-    for run in runs:
-        found: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+
+    def rows(run):
         for combo in run["results"]["combinations"]:
             for replacement, slots in (combo.get("condition_importance") or {}).items():
-                if replacement == "n_images":
-                    continue
-                for slot in slots:
-                    for key in ("dice", "mean_abs_change"):
-                        found[replacement][slot["slot"]][key].append(slot[key])
-        for replacement, by_slot in found.items():
-            for slot, by_key in by_slot.items():
-                for key, values in by_key.items():
-                    per_run[run["variant"]][replacement][slot][key].append(float(np.mean(values)))
-    return {variant: {replacement: {slot: {k: _mean_std(v) for k, v in by_key.items()} for slot, by_key in sorted(by_slot.items())}
-                      for replacement, by_slot in by_replacement.items()}
-            for variant, by_replacement in per_run.items()}  # fmt: skip
+                if replacement != "n_images":
+                    yield from (((replacement, slot["slot"], k), slot[k]) for slot in slots for k in ("dice", "mean_abs_change"))
+
+    # slots in order; a stable sort keeps the replacements in the order the results list them
+    return {variant: _nested(dict(sorted(cells.items(), key=lambda kv: kv[0][1])))
+            for variant, cells in _over_seeds(runs, rows).items()}  # fmt: skip
 
 
 def _cell(cell: tuple[float, float, int] | None) -> str:
