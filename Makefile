@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: help install run quickstart recipe test test-all bench lint clean
+.PHONY: help install run quickstart recipe reproduce-small reproduce-paper test test-all bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ quickstart: install  ## the same pipeline, shorter
 
 recipe: install  ## a sweep over 3 seeds into a table: make recipe NAME=lsft_vs_gsft ARGS="conditioning=lsft,gsft"
 	PYTHON=$(BIN)/python bash experiments/recipe.sh $(NAME) $(ARGS)
+
+reproduce-small: install  ## the five recipes' tables and plots on the embedded data, 3 seeds (about 40 min on 2 CPU cores)
+	$(BIN)/python -m cgmagan.reproduce small --readme README.md $(ARGS)
+
+reproduce-paper: install  ## the same on the paper's datasets and backbones (GPUs): ARGS="-- paths.data_dir=/data hydra/launcher=slurm"
+	$(BIN)/python -m cgmagan.reproduce paper $(ARGS)
 
 test: install  ## the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q

@@ -33,6 +33,8 @@ class ExplanationMethod:
 
 METHODS: dict[str, ExplanationMethod] = {}
 REFERENCE_METHOD = "gradcam"  # what every method is compared with (agreement, Win %)
+# the baselines that need no training (README): what the GAN has to beat to be worth training
+NO_TRAINING_BASELINES = ("last_cgma", "penultimate_gradcam", "mean_train_target", "centred_gaussian")
 
 
 def register(method: ExplanationMethod) -> ExplanationMethod:

@@ -12,12 +12,11 @@ import math
 import os
 from pathlib import Path
 
+from cgmagan.methods import NO_TRAINING_BASELINES
 from cgmagan.metrics.scores import SCORES
 
 RUN_DIR_ENV = "CGMAGAN_RUN_DIR"
 RUNS = Path("outputs/cgmagan/runs")
-# the baselines that need no training (README): what the GAN has to beat to be worth training
-NO_TRAINING_BASELINES = ("last_cgma", "penultimate_gradcam", "mean_train_target", "centred_gaussian")
 MAIN_SCORES = ("dice", "dice_matched_area", "pearson", "spearman", "mae", "average_drop", "win_vs_gradcam",
                "deletion_auc", "insertion_auc", "pointing_game")  # fmt: skip
 COMPARED = ("dice", "pearson")  # the GAN against the best baseline

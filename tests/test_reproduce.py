@@ -1,0 +1,147 @@
+"""The recipes' tables from sweep folders: which runs each row reads, what is averaged, what is left
+out, and the claims' verdicts, on runs whose numbers the test chooses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cgmagan.reproduce import RECIPES, SWEEPS, main
+
+KIND_OFFSET = {"seen": 0.1, "unseen_backbone": 0.0, "unseen_dataset": -0.05, "unseen_both": -0.1}
+COMBOS = [("shapes", "small_vgg", "seen"), ("shapes", "small_mobilenet", "unseen_backbone"),
+          ("digits", "small_vgg", "unseen_dataset"), ("digits", "small_mobilenet", "unseen_both")]  # fmt: skip
+# each job of each sweep: (config changes, the GAN's Dice@20 % before the kind's offset and the seed's 0.01 s)
+JOBS = {
+    "lsft": [({"conditioning": "lsft"}, 0.8)],
+    "gsft": [({"conditioning": "gsft"}, 0.6)],
+    "cgma_k": [({"k": 1}, 0.5), ({"k": 2}, 0.6), ({"k": 4}, 0.7)],
+    "cgma_order": [({"order": "backward"}, 0.75)],
+    "cgma_single": [({"cumulative": False}, 0.7)],
+    "exclude_target": [({"k": 7, "exclude_target_layer": False}, 0.78), ({"k": 7, "exclude_target_layer": True}, 0.82)],
+    "adversarial": [({"lambda_adv": 0.0}, 0.79)],
+}
+SEEDS = (0, 1)
+
+
+def methods(gan_dice: float) -> dict:
+    score = {"gradcam": (1.0, 10.0, 1.0), "gradcam_pp": (0.95, 9.5, 0.95), "linear_cgma": (0.75, 9.0, 0.8),
+             "last_cgma": (0.7, 20.0, 0.6), "gan": (gan_dice, 8.0, 0.6)}  # fmt: skip
+    return {m: {"dice_matched_area": d, "average_drop": ad, "dice": dice, "win_vs_gradcam": 60.0 if m == "gan" else 50.0,
+                "pearson": 0.9, "randomisation_spearman": 0.7 if m == "gan" else 0.1} for m, (d, ad, dice) in score.items()}  # fmt: skip
+
+
+def combination(dataset: str, backbone: str, kind: str, gan_dice: float, flagged: bool = False) -> dict:
+    importance = {"n_images": 4, "zeros": [{"slot": k, "dice": 0.8, "mean_abs_change": c} for k, c in ((1, 0.3), (2, 0.05), (3, 0.3))]}
+    cascade = {"gan": [0.9, 0.8, 0.7], "gradcam": [0.5, 0.2, 0.1], "last_cgma": [0.6, 0.5, 0.45],
+               "gradcam_pp": [0.5, 0.3, 0.2], "linear_cgma": [0.4, 0.1, 0.0]}  # fmt: skip
+    return {"dataset": dataset, "backbone": backbone, "kind": kind, "flagged": flagged, "classifier_accuracy": 0.5 if flagged else 0.99,
+            "n_test": 100, "n_auc": 8, "n_road": 4, "methods": methods(gan_dice), "condition_importance": importance,
+            "sanity_check": {"spearman": cascade, "pass_below": 0.5, "n_images": 4}}  # fmt: skip
+
+
+def write_sweeps(runs: Path) -> None:
+    for sweep, jobs in JOBS.items():
+        for j, (changes, base) in enumerate(jobs):
+            for seed in SEEDS:
+                cgma = {"k": 8, "order": "forward", "exclude_target_layer": False, "cumulative": True}
+                cgma.update({k: v for k, v in changes.items() if k in cgma})
+                config = {"conditioning": {"name": changes.get("conditioning", "lsft")}, "cgma": cgma,
+                          "gan": {"lambda_adv": changes.get("lambda_adv", 1.0)}}  # fmt: skip
+                combos = [combination(d, b, k, base + KIND_OFFSET[k] + 0.01 * seed) for d, b, k in COMBOS]
+                combos.append(combination("textures", "small_vgg", "seen", 0.0, flagged=True))  # left out of every mean
+                results = {"command": f"python run.py -m {sweep}", "seed": seed, "config": config, "combinations": combos,
+                           "settings": {"deletion_steps": 20, "road_percentiles": [10, 50, 90]}}  # fmt: skip
+                folder = runs / "small" / sweep / f"{j}-{seed}"
+                folder.mkdir(parents=True)
+                (folder / "results.json").write_text(json.dumps(results))
+
+
+def spread(*values: float) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    write_sweeps(root / "runs")
+    readme = root / "README.md"
+    readme.write_text("# title\n\nbefore\n<!-- reproduce-small: start -->\nold numbers\n<!-- reproduce-small: end -->\nafter\n")
+    main(["small", "--tables-only", "--runs", str(root / "runs"), "--out", str(root / "out"), "--readme", str(readme)])
+    texts = {name: (root / "out" / "small" / f"{name}.md").read_text() for name in [*RECIPES, "summary"]}
+    return root, texts
+
+
+def test_every_recipe_writes_its_table_and_plot_with_the_command_that_regenerates_it(written):
+    root, texts = written
+    for name in RECIPES:
+        assert f"Regenerate: `python -m cgmagan.reproduce small --recipe {name}`" in texts[name]
+        assert (root / "out" / "small" / f"{name}.png").stat().st_size > 10_000
+    assert "- `python run.py -m gsft`" in texts["sanity"] and "- `python run.py -m cgma_k`" in texts["ablations"]
+    assert "Left out as flagged" in texts["unseen"] and "textures/small_vgg" in texts["unseen"]
+
+
+def test_ablation_rows_read_their_own_runs_and_leave_flagged_combinations_out(written):
+    text = written[1]["ablations"]
+    # K = 1: Dice@20 % 0.5 + kind offset + 0.01 seed; the flagged seen combination (0.0) is not averaged in
+    k1 = next(line for line in text.splitlines() if line.startswith("| K = 1 "))
+    cells = [c.strip() for c in k1.split("|")[2:-1]]
+    assert cells[0] == spread(0.6, 0.61) and cells[3] == spread(0.4, 0.41)
+    assert cells[4] == "-0.300"  # unseen mean against the default (LSFT, 0.8)
+    assert cells[-1] == "2"  # runs
+    excluded = next(line for line in text.splitlines() if line.startswith("| K = 7, target layer excluded "))
+    assert excluded.split("|")[2].strip() == spread(0.92, 0.93) and "| +0.020 |" in excluded
+    assert "default (LSFT, K = 8, forward order, CGMAs, target layer in, adversarial weight 1.0)" in text
+
+
+def test_faithfulness_and_unseen_tables_put_both_gans_beside_every_method(written):
+    texts = written[1]
+    seen = texts["faithfulness"].split("### Seen combinations")[1].split("###")[0]
+    assert "| GAN (LSFT) | 8.00 ± 0.00 |" in seen and "| last_cgma | 20.00 ± 0.00 |" in seen
+    assert "20 steps" in texts["faithfulness"] and "[10, 50, 90]" in texts["faithfulness"]
+    dice20 = texts["unseen"].split("### Dice@20 %")[1].split("###")[0]
+    both = next(line for line in dice20.splitlines() if line.startswith("| unseen_both "))
+    assert both.startswith(f"| unseen_both | {spread(0.7, 0.71)} | {spread(0.5, 0.51)} |")
+    assert "last_cgma 0.700 ± 0.000 | within the seed spread |" in both  # 0.705 ± 0.007 vs 0.700
+    backbone = next(line for line in dice20.splitlines() if line.startswith("| unseen_backbone "))
+    assert backbone.endswith("last_cgma 0.700 ± 0.000 | yes |")  # 0.805
+
+
+def test_sanity_verdicts_and_condition_importance(written):
+    texts = written[1]
+    gan = next(line for line in texts["sanity"].splitlines() if line.startswith("| GAN (LSFT) "))
+    assert "| 0.900 ± 0.000 | 0.800 ± 0.000 | 0.700 ± 0.000 | 0 of 8 | fails |" in gan  # 4 combinations x 2 seeds
+    assert next(line for line in texts["sanity"].splitlines() if line.startswith("| gradcam ")).endswith("| 8 of 8 | passes |")
+    assert "| 2 | 0.800 ± 0.000 | 0.050 ± 0.000 |" in texts["condition_importance"].split("### LSFT")[1]
+
+
+def test_summary_states_which_claims_held_and_fills_the_readme_block(written):
+    root, texts = written
+    claims = {line.split(" | ")[0][2:]: line.rsplit("|", 2)[1].strip() for line in texts["summary"].splitlines()
+              if line.startswith("| ") and line.endswith(("**yes** |", "**no** |", "spread |"))}  # fmt: skip
+    assert claims["LSFT beats GSFT on unseen combinations (paper)"] == "**yes**"
+    assert claims["LSFT's Average Drop is below Grad-CAM's (paper: 9.95 %)"] == "**yes**"  # 8 vs 10
+    assert claims["Dice with Grad-CAM on unseen dataset and backbone at least the paper's 0.6588"] == "**no**"  # 0.6
+    assert claims["LSFT beats the linear baseline on unseen_both (ours)"] == "**no**"  # 0.705 vs 0.75
+    assert claims["LSFT beats every no-training baseline on unseen_backbone (ours)"] == "**yes**"  # 0.805 vs 0.7
+    assert claims["LSFT beats every no-training baseline on unseen_both (ours)"] == "within the seed spread"  # 0.705 ± 0.007
+    assert claims["The earliest and the final CGMA matter equally (paper; within a factor 2)"] == "**yes**"  # 0.3 and 0.3
+    assert claims["LSFT's map depends on the model (MPRT ρ with every layer random below 0.5)"] == "**no**"
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("# title\n\nbefore\n<!-- reproduce-small: start -->\nRegenerate everything here")
+    assert "old numbers" not in readme and readme.endswith("<!-- reproduce-small: end -->\nafter\n")
+
+
+def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
+    assert main(["small", "--dry-run", "--recipe", "sanity", "--", "hydra/launcher=parallel"]) == {}
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
+        "run.py -m seed=0,1,2 +experiment=quickstart conditioning=lsft evaluate.methods=null "
+        "hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
+    main(["paper", "--dry-run", "--seeds", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("hydra.sweep.dir=experiments/runs/paper/")[1] for line in lines] == list(SWEEPS)
+    assert all("+experiment=reproduce_paper" in line and "seed=0 " in line for line in lines)
