@@ -32,7 +32,7 @@ from cgmagan.methods import NO_TRAINING_BASELINES
 from cgmagan.report import plt, save_figure
 
 VARIANTS = {  # the preset every job of a variant starts from
-    "small": ["+experiment=quickstart"],  # embedded data on a CPU
+    "small": ["+experiment=reproduce_small"],  # the embedded default experiment on a CPU
     "paper": ["+experiment=reproduce_paper"],  # six datasets, three backbones, the paper's GAN
 }
 # what the ablation table reads (the GAN, its reference and the linear baseline on the same CGMAs),

@@ -139,7 +139,7 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     assert main(["small", "--dry-run", "--recipe", "sanity", "--", "hydra/launcher=parallel"]) == {}
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
-        "run.py -m seed=0,1,2 +experiment=quickstart conditioning=lsft evaluate.methods=null "
+        "run.py -m seed=0,1,2 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
         "hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
     main(["paper", "--dry-run", "--seeds", "0"])
     lines = capsys.readouterr().out.splitlines()
