@@ -251,8 +251,12 @@ def describe_default(run: dict) -> str:
             f"{'excluded' if cgma['exclude_target_layer'] else 'in'}, adversarial weight {setting(run, 'gan.lambda_adv')}")  # fmt: skip
 
 
-def ablations(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
-    rows = [(label, pick(sweeps[sweep], **where)) for label, sweep, where in ABLATIONS if sweep in sweeps]
+def ablation_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict]]]:
+    return [(label, pick(sweeps[sweep], **where)) for label, sweep, where in ABLATIONS]
+
+
+def ablation_table(sweeps: dict[str, list[dict]]) -> list[str]:
+    rows = ablation_rows(sweeps)
     default = rows[0][1]
     lines = [f"The GAN's agreement with Grad-CAM (Dice@20 %) per kind of combination, one setting changed at a time "
              f"from the default ({describe_default(default[0])}). `Δ unseen` is the change of the mean over the three "
@@ -268,7 +272,11 @@ def ablations(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
         body.append([label, *(fmt(c) for c in cells), delta, fmt(kinds_mean_cell(runs, "linear_cgma", "dice_matched_area")),
                      fmt(score_cell(runs, "gan", "pearson")), fmt(score_cell(runs, "gan", "average_drop"), 2),
                      fmt(score_cell(runs, "gan", "randomisation_spearman")), str(len(runs))])  # fmt: skip
-    lines += table(["setting", *KINDS, "Δ unseen", "linear_cgma", "Pearson", "AD %", "MPRT ρ", "runs"], body)
+    return lines + table(["setting", *KINDS, "Δ unseen", "linear_cgma", "Pearson", "AD %", "MPRT ρ", "runs"], body)
+
+
+def ablations(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
+    rows = ablation_rows(sweeps)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     y = np.arange(len(rows))
     for i, kind in enumerate(KINDS):
@@ -278,9 +286,9 @@ def ablations(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     ax.invert_yaxis()
     ax.set_xlabel("GAN Dice@20 % with Grad-CAM (mean ± std over seeds)")
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    return lines, fig
+    return ablation_table(sweeps), fig
 
 
 def importance(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
@@ -435,6 +443,8 @@ def summary(sweeps: dict[str, list[dict]], variant: str) -> list[str]:
                      f"{f'{best[0]} {fmt(best[1])}' if best else '–'} | {fmt(score_cell(lsft, 'gradcam_pp', 'dice_matched_area', [kind]))} |")  # fmt: skip
     lines += ["", "(Dice@20 % with the classifier's Grad-CAM: `--recipe unseen`.)", "", "| claim | measured | held |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(sweeps)]
+    if all(name in sweeps for name in SWEEPS):
+        lines += ["", f"Ablations (`{command} --recipe ablations`):", "", *ablation_table(sweeps)]
     return lines
 
 

@@ -130,6 +130,8 @@ def test_summary_states_which_claims_held_and_fills_the_readme_block(written):
     assert claims["LSFT beats every no-training baseline on unseen_both (ours)"] == "within the seed spread"  # 0.705 ± 0.007
     assert claims["The earliest and the final CGMA matter equally (paper; within a factor 2)"] == "**yes**"  # 0.3 and 0.3
     assert claims["LSFT's map depends on the model (MPRT ρ with every layer random below 0.5)"] == "**no**"
+    assert "Ablations (`python -m cgmagan.reproduce small --recipe ablations`)" in texts["summary"]
+    assert "| K = 7, target layer excluded |" in texts["summary"]
     readme = (root / "README.md").read_text()
     assert readme.startswith("# title\n\nbefore\n<!-- reproduce-small: start -->\nRegenerate everything here")
     assert "old numbers" not in readme and readme.endswith("<!-- reproduce-small: end -->\nafter\n")
