@@ -157,15 +157,17 @@ FAITHFULNESS = (  # score, column header
     ("average_drop", "AD % ↓"), ("increase_in_confidence", "IC % ↑"), ("average_drop_top50", "AD top 50 % ↓"),
     ("average_drop_top15", "AD top 15 % ↓"), ("win_vs_gradcam", "Win vs Grad-CAM %"), ("deletion_auc", "deletion AUC ↓"),
     ("insertion_auc", "insertion AUC ↑"), ("road_morf", "ROAD MoRF ↓"), ("road_lerf", "ROAD LeRF ↑"),
-    ("pointing_game", "pointing game ↑"), ("energy_in_mask", "energy in mask ↑"),
+    ("pointing_game", "pointing game % ↑"), ("energy_in_mask", "energy in mask % ↑"),
 )  # fmt: skip
+PERCENT = {"average_drop", "increase_in_confidence", "average_drop_top50", "average_drop_top15", "win_vs_gradcam",
+           "pointing_game", "energy_in_mask"}  # fmt: skip
 
 
 def faithfulness(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     settings = sweeps["lsft"][0]["results"]["settings"]
     n = sweeps["lsft"][0]["results"]["combinations"][0]
     lines = ["Protocols: Average Drop, Increase in Confidence and Win % as in Grad-CAM++ (Win: the share of images "
-             "where the method's drop is below Grad-CAM's), on the masked image `x ⊙ map`, on the full map and on each "
+             "where the method's drop is below Grad-CAM's, ties counting half), on the masked image `x ⊙ map`, on the full map and on each "
              "map's top 50 % and 15 % of pixels (TAME / L-CAM); deletion (to zeros) and insertion (from a Gaussian "
              f"blur) AUC as in RISE, {settings['deletion_steps']} steps; ROAD through the grad-cam package (noisy linear "
              f"imputation, most / least relevant first, confidence change averaged over percentiles "
@@ -175,8 +177,7 @@ def faithfulness(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     for title, kinds in (("Seen combinations", ["seen"]), ("Unseen combinations", list(UNSEEN))):
         lines += ["", f"### {title}", ""]
         lines += table(["method", *(h for _, h in FAITHFULNESS)],
-                       [[label, *(fmt(score_cell(r, m, s, kinds), 2 if s in ("average_drop", "increase_in_confidence",
-                        "average_drop_top50", "average_drop_top15", "win_vs_gradcam") else 3) for s, _ in FAITHFULNESS)]
+                       [[label, *(fmt(score_cell(r, m, s, kinds), 2 if s in PERCENT else 3) for s, _ in FAITHFULNESS)]
                         for label, r, m in rows])  # fmt: skip
     lines += ["", f"Paper (LSFT-GAN, their datasets and backbones): Average Drop {PAPER['average_drop']} %, "
               f"Win {PAPER['win_vs_gradcam']} % against Grad-CAM."]  # fmt: skip
