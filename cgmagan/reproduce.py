@@ -322,9 +322,9 @@ def importance(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     return lines, fig
 
 
-def _cascade(run: dict, method: str, kinds=None) -> list[np.ndarray]:
+def _cascade(run: dict, method: str) -> list[np.ndarray]:
     """Per combination, the method's rank correlation per randomisation step."""
-    return [np.asarray(c["sanity_check"]["spearman"][method]) for c in combos(run, kinds)
+    return [np.asarray(c["sanity_check"]["spearman"][method]) for c in combos(run)
             if c.get("sanity_check") and method in c["sanity_check"]["spearman"]]  # fmt: skip
 
 
@@ -348,8 +348,8 @@ def sanity(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
         cells = [over_seeds(runs, lambda run, m=method, f=f: at(run, m, f)) for f in (0.0, 0.5, 1.0)]
         finals = [c[-1] for run in runs for c in _cascade(run, method)]
         passed = sum(v < below for v in finals)
-        verdict = "passes" if finals and passed == len(finals) else "fails" if passed == 0 else "mixed"
-        body.append([label, *(fmt(c) for c in cells), f"{passed} of {len(finals)}", verdict])
+        outcome = "passes" if finals and passed == len(finals) else "fails" if passed == 0 else "mixed"
+        body.append([label, *(fmt(c) for c in cells), f"{passed} of {len(finals)}", outcome])
     lines += ["", *table(["method", "ρ, logits layer random", "ρ, half the layers", "ρ, every layer random",
                           "combinations passing", "verdict"], body)]  # fmt: skip
     fig, ax = plt.subplots(figsize=(7, 3.6))
