@@ -42,6 +42,11 @@ def load_runs(sweep: Path) -> list[dict]:
     return runs
 
 
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """A table cell: mean, std over seeds (ddof 1; 0 for one run) and the number of runs."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
 def aggregate(runs: list[dict], scores: tuple[str, ...] = SCORES) -> dict:
     """``{combination: {variant: {method: {score: (mean, std, n)}}}}``; std over seeds (ddof 1; 0 for one run)."""
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
@@ -53,8 +58,7 @@ def aggregate(runs: list[dict], scores: tuple[str, ...] = SCORES) -> dict:
                     if row.get(score) is not None:
                         values[name][run["variant"]][method][score].append(row[score])
     return {
-        name: {variant: {method: {s: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
-                                  for s, v in by_score.items()}
+        name: {variant: {method: {s: mean_std(v) for s, v in by_score.items()}
                          for method, by_score in by_method.items()}
                for variant, by_method in by_variant.items()}
         for name, by_variant in values.items()
@@ -63,10 +67,6 @@ def aggregate(runs: list[dict], scores: tuple[str, ...] = SCORES) -> dict:
 
 KINDS = ("seen", "unseen_backbone", "unseen_dataset", "unseen_both", "unseen_pair")
 KIND_SCORES = ("dice_matched_area", "pearson", "dice", "randomisation_spearman")
-
-
-def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
 
 
 def _over_seeds(runs: list[dict], rows) -> dict:
@@ -79,7 +79,7 @@ def _over_seeds(runs: list[dict], rows) -> dict:
             mine[key].append(value)
         for key, found in mine.items():
             values[run["variant"]][key].append(float(np.mean(found)))
-    return {variant: {key: _mean_std(v) for key, v in by_key.items()} for variant, by_key in values.items()}
+    return {variant: {key: mean_std(v) for key, v in by_key.items()} for variant, by_key in values.items()}
 
 
 def _nested(flat: dict, first_order: dict | None = None) -> dict:

@@ -71,6 +71,7 @@ def explain(
     size = map_size or settings.get("map_size") or images.shape[-1]
     order = order or settings.get("order", "forward")
     exclude = settings.get("exclude_target_layer", False) if exclude_target_layer is None else exclude_target_layer
+    cumulative = settings.get("cumulative", True) if cumulative is None else cumulative
     layers = select_layers(model, images[:1], target=target_layer)
     k = k or settings.get("k") or min(8, len(layers) - exclude)
     if isinstance(targets, list):
@@ -87,7 +88,6 @@ def explain(
     probs = logits.softmax(1)
     predicted = probs.argmax(1)
     explained = predicted if targets is None else torch.as_tensor(targets, device=device).expand_as(predicted)
-    cumulative = settings.get("cumulative", True) if cumulative is None else cumulative
     cgmas = cgma(cams, k, order, exclude, cumulative)
     heatmap = None
     if gan is not None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgmagan.aggregate import _mean_std, condition_importance, load_runs
+from cgmagan.aggregate import condition_importance, load_runs, mean_std
 from cgmagan.methods import NO_TRAINING_BASELINES
 from cgmagan.report import plt, save_figure
 
@@ -88,7 +88,7 @@ def run_mean(run: dict, method: str, score: str, kinds=None) -> float | None:
 
 def over_seeds(runs: list[dict], per_run: Callable[[dict], float | None]) -> Cell | None:
     values = [v for run in runs if (v := per_run(run)) is not None]
-    return _mean_std(values) if values else None
+    return mean_std(values) if values else None
 
 
 def score_cell(runs: list[dict], method: str, score: str, kinds=None) -> Cell | None:
