@@ -75,7 +75,7 @@ def explain(
     layers = select_layers(model, images[:1], target=target_layer)
     k = k or settings.get("k") or min(8, len(layers) - exclude)
     if isinstance(targets, list):
-        targets = torch.tensor(targets)
+        targets = torch.tensor(targets, device=device)
     if isinstance(targets, torch.Tensor):
         targets = targets.to(device)
 

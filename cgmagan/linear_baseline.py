@@ -41,8 +41,9 @@ def fit_on_cache(train_splits: list[dict[str, ShardedArrays]]) -> torch.Tensor:
     xtx = xty = None
     for arrays in train_splits:
         for cgmas, targets in zip(arrays["cgma"].parts, arrays["target"].parts):
-            a, b = normal_equations(torch.from_numpy(np.asarray(cgmas, np.float32)),
-                                    torch.from_numpy(np.asarray(targets, np.float32)))  # fmt: skip
+            # on the host, where the cache is read: K + 1 sums per shard
+            a, b = normal_equations(torch.as_tensor(np.asarray(cgmas), dtype=torch.float32, device="cpu"),
+                                    torch.as_tensor(np.asarray(targets), dtype=torch.float32, device="cpu"))  # fmt: skip
             xtx, xty = (a, b) if xtx is None else (xtx + a, xty + b)
     return solve(xtx, xty)
 

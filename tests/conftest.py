@@ -1,3 +1,5 @@
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,25 @@ from omegaconf import DictConfig, open_dict
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
+
+
+@contextmanager
+def one_thread_per_process():
+    """Runs compared across process layouts, each process on one thread: a DDP rank on 2 cores gets
+    one from Lightning, and a convolution's float sums depend on the thread count (and the CPU's
+    kernels), so a single process on two threads differs from the ranks by ~1e-7, enough to move a
+    float16 rounding or a rank statistic. Subprocesses inherit it through OMP_NUM_THREADS."""
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
 
 
 def compose_config(tmp_path, overrides=()) -> DictConfig:

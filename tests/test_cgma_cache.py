@@ -19,6 +19,7 @@ from cgmagan.cam import is_zero_map, select_layers
 from cgmagan.data import cgma_store
 from cgmagan.models.gan_module import CGMAGAN
 from tests.cache_helpers import NAME, OneStep, make_datamodule, tree_bytes
+from tests.conftest import one_thread_per_process
 
 SLOW_PRECOMPUTE = """
 import sys, time
@@ -108,11 +109,12 @@ def test_truncated_shard_is_detected_and_recomputed(tmp_path):
 
 
 def test_two_process_ddp_precompute_equals_single_process(tmp_path):
-    reference = complete(tmp_path / "single")
-    dm = make_datamodule(str(tmp_path / "ddp"))
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
-    trainer.fit(OneStep(), datamodule=dm)
+    with one_thread_per_process():
+        reference = complete(tmp_path / "single")
+        dm = make_datamodule(str(tmp_path / "ddp"))
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1, limit_val_batches=0,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+        trainer.fit(OneStep(), datamodule=dm)
     assert tree_bytes(tmp_path / "ddp") == reference
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 import zipfile
@@ -14,12 +15,10 @@ import torch
 from omegaconf import open_dict
 
 from cgmagan.config import resolve_paths
-from cgmagan.data import cgma_datamodule
 from cgmagan.data.evaluation import CacheMismatchError, EvaluationDataset
 from cgmagan.errors import UserError
-from cgmagan.models.classifier_module import ClassifierModule
-from cgmagan.models.evaluation_module import ExplanationEvaluator
-from cgmagan.models.gan_module import CGMAGAN
+from cgmagan.explanation import explain
+from cgmagan.methods import METHODS
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import build_cgma_cache
 from cgmagan.stages.classifier import train_classifiers
@@ -27,66 +26,54 @@ from cgmagan.stages.evaluate import evaluate
 from cgmagan.stages.gan import train_gan
 from tests.cache_helpers import NAME, make_datamodule
 from tests.conftest import TINY, compose_config
-from tests.devices import LAZY, on_lazy_device
+from tests.devices import DEVICE, EmulatedDevice, on_emulated_device
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Stop(Exception):
-    """Raised by a spy once it has seen where a stage computes."""
-
-
-def spy(record: list, observe):
-    def spying(*args, **kwargs):
-        record.append(observe(*args, **kwargs))
-        raise Stop
-
-    return spying
 
 
 def device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def test_every_stage_computes_on_the_trainer_root_device(tmp_path, monkeypatch):
-    """With a trainer whose root device is not the CPU, each stage's first computation sees its
-    module and its batch there: nothing is left behind on the CPU."""
-    cfg = compose_config(tmp_path / "cpu", TINY)
+# every method and metric, on few images: each op runs through the emulated device's check
+ON_DEVICE = [*TINY, "evaluate.max_images=8", "evaluate.auc_images=2", "evaluate.road_images=1", "evaluate.sanity_images=1",
+             "evaluate.deletion_steps=2", "evaluate.road_percentiles=[50]"]  # fmt: skip
+
+
+def test_every_stage_runs_end_to_end_on_an_accelerator_without_mixing_its_tensors_with_the_cpus(tmp_path):
+    """Classifier training, the CGMA precompute (Grad-CAM forward and backward), the GAN's training
+    and validation steps, every method and metric of the evaluation, the sanity check and
+    ``explain`` run on a device that is not the CPU and checks every op as a GPU does: a tensor
+    made on the CPU and mixed with the device's fails here as it would on a GPU."""
+    cfg = on_emulated_device(compose_config(tmp_path, ON_DEVICE))
     resolve_paths(cfg)
-    runtime = Runtime.from_config(cfg)
-    classifiers = train_classifiers(cfg, runtime)
-    cache = build_cgma_cache(cfg, classifiers, runtime)
-    gan = train_gan(cfg, cache, runtime)
+    with EmulatedDevice() as device:
+        runtime = Runtime(cfg.trainer)
+        assert runtime.root_device == DEVICE
+        ops, counted = {}, [device.ops]
 
-    lazy = on_lazy_device(compose_config(tmp_path / "lazy", TINY))  # nothing cached there yet
-    resolve_paths(lazy)
-    on_lazy = Runtime(lazy.trainer)
-    assert on_lazy.root_device == LAZY
-    seen: dict[str, list] = {}
+        def count(stage: str) -> None:  # the device ops a stage ran
+            ops[stage], counted[0] = device.ops - counted[0], device.ops
 
-    monkeypatch.setattr(ClassifierModule, "forward", spy(seen.setdefault("classifier", []),
-                                                         lambda self, x: (x.device, device_of(self))))  # fmt: skip
-    with pytest.raises(Stop):
-        train_classifiers(lazy, on_lazy)
-    monkeypatch.setattr(cgma_datamodule, "select_layers", spy(seen.setdefault("cgma", []),
-                                                              lambda model, x, **_: (x.device, device_of(model))))  # fmt: skip
-    with pytest.raises(Stop):
-        build_cgma_cache(lazy, classifiers, on_lazy)
-    monkeypatch.setattr(CGMAGAN, "training_step", spy(seen.setdefault("gan", []),
-                                                      lambda self, b, i: (b["cgma"].device, device_of(self))))  # fmt: skip
-    with pytest.raises(Stop):
-        train_gan(lazy, cache, on_lazy)
-    monkeypatch.setattr(ExplanationEvaluator, "test_step", spy(
-        seen.setdefault("evaluate", []),
-        lambda self, b, i, d=0: (b["input"].device, b["cgma"].device, device_of(self.classifiers[d]),
-                                 device_of(self.gan), self.mean_train_target.device),
-    ))  # fmt: skip
-    with pytest.raises(Stop):
-        evaluate(lazy, gan, on_lazy)
-
-    assert sorted(seen) == ["cgma", "classifier", "evaluate", "gan"]
-    for stage, calls in seen.items():
-        assert calls and all(d == LAZY for d in calls[0]), (stage, calls[0])
+        classifiers = train_classifiers(cfg, runtime)
+        count("classifier")
+        cache = build_cgma_cache(cfg, classifiers, runtime)
+        count("cgma")
+        gan = train_gan(cfg, cache, runtime)
+        count("gan")
+        results = evaluate(cfg, gan, runtime).results
+        count("evaluate")
+        classifier = classifiers.all[0].module.net
+        images = classifiers.all[0].data.dataset("test")[0][0][None].repeat(2, 1, 1, 1)  # on the CPU, as a user has them
+        out = explain(classifier, images, gan=gan.module)
+        count("explain")
+    assert all(n > 100 for n in ops.values()), ops  # every stage computed on the device
+    assert device_of(classifier) == device_of(gan.module) == out.gan.device == out.cgmas.device == DEVICE
+    assert out.gan.shape == (2, 16, 16) and torch.isfinite(out.gan.cpu()).all()
+    for combo in results["combinations"]:
+        assert list(combo["methods"]) == list(METHODS) and combo["n_auc"] == 2 and combo["n_road"] == 1
+        assert all(math.isfinite(v) for row in combo["methods"].values() for v in row.values()), combo["dataset"]
+        assert list(combo["sanity_check"]["spearman"]) == list(METHODS)
 
 
 def test_stage_results_carry_what_the_next_stage_needs(tmp_path):

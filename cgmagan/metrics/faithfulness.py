@@ -64,7 +64,7 @@ def deletion_insertion_auc(
     """
     n, _, h, w = images.shape
     order = ranking(maps.reshape(n, -1))
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(n, -1)).view(n, 1, h, w)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1)).view(n, 1, h, w)
     blurred = gaussian_blur(images, kernel_size=[11, 11], sigma=[5.0, 5.0])  # RISE's insertion substrate
     # several points of both curves per forward (the small classifiers' cost is per call), at most
     # ~``batch_images`` images at a time so that large images stay within memory

@@ -15,9 +15,9 @@ from cgmagan.metrics.scores import TOP_AREAS, ConditionImportance, ExplanationSc
 from cgmagan.models.gan_module import CGMAGAN, as_float32
 
 
-def centred_gaussian(size: int, sigma: float) -> torch.Tensor:
+def centred_gaussian(size: int, sigma: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """Peak-1 Gaussian at the centre [size, size], sigma as a share of the side."""
-    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    r = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
     g = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * (sigma * size) ** 2))
     return g / g.max()
 
