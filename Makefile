@@ -40,10 +40,11 @@ test: install  ## the test suite (slow tests excluded)
 test-all: install  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-bench: install  ## CGMA throughput, cache memory and reading, GAN step and inference speed, written to benchmarks/
+bench: install  ## CGMA throughput, cache memory and reading, GAN step and inference speed, data memory, written to benchmarks/
 	$(BIN)/python benchmarks/cgma_speed.py
 	$(BIN)/python benchmarks/cgma_cache.py
 	$(BIN)/python benchmarks/gan_speed.py
+	$(BIN)/python benchmarks/data_memory.py
 
 lint: install  ## ruff
 	$(BIN)/ruff check cgmagan tests benchmarks run.py

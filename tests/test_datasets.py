@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cgmagan.data.kaggle import Animals10DataModule, ChineseMNISTDataModule, Food11DataModule
 from cgmagan.data.torchvision_sets import CIFAR10DataModule, EMNISTDataModule, MNISTDataModule
@@ -184,3 +185,72 @@ def test_image_checks_are_remembered_and_a_changed_file_is_checked_again(tmp_pat
     fixed.write_bytes((tmp_path / "food11" / "training" / "0_0.jpg").read_bytes())  # the damaged file replaced
     third = setup()
     assert decoded == [fixed] and third.skipped == [] and sizes(third)[0] == sizes(first)[0] + 1
+
+
+@pytest.mark.parametrize("module,writer", [(MNISTDataModule, fixtures.mnist), (CIFAR10DataModule, fixtures.cifar10)])
+def test_torchvision_images_stay_at_their_stored_size_and_each_is_upsampled_when_read(tmp_path, module, writer):
+    """At the paper's 256x256 the whole of CIFAR-10 upsampled is 39 GB: the stored uint8 file is
+    kept, shared by train and validation, and an item is resized alone, to what resizing the whole
+    array gave."""
+    writer(tmp_path)
+    dm = module(str(tmp_path), input_size=256)
+    dm.setup()
+    train, val = dm.dataset("train"), dm.dataset("val")
+    assert train.pixels is val.pixels and train.pixels.dtype in (np.uint8, torch.uint8)
+    assert tuple(train.pixels.shape[1:3]) in ((28, 28), (32, 32))
+    j = int(train.indices[3])
+    stored = torch.as_tensor(np.asarray(train.pixels[j])).float().div(255)
+    stored = stored[None] if stored.ndim == 2 else stored.permute(2, 0, 1)
+    expected = F.interpolate(stored[None], size=256, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    x, label = train[3]
+    assert x.shape == (dm.channels, 256, 256) and label == int(train.labels[3])
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+
+
+def test_a_torchvision_test_split_reads_only_the_test_file_and_release_forgets_what_was_read(tmp_path):
+    fixtures.mnist(tmp_path)
+    dm = MNISTDataModule(str(tmp_path), input_size=32)
+    assert len(dm.dataset("test")) == 20 and set(dm._files) == {False}  # the training file is not read
+    digest = dm.fingerprint()
+    assert set(dm._files) == {True, False}
+    dm.release()
+    assert dm._files == {} and dm.splits == {} and dm.fingerprint() == digest
+    assert len(dm.dataset("train")) == 50 and MNISTDataModule(str(tmp_path), input_size=32).fingerprint() == digest
+    other_seed = MNISTDataModule(str(tmp_path), input_size=32, seed=1)  # another validation split
+    assert other_seed.fingerprint() != digest
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    raw[-1] ^= 0xFF  # one pixel of the last test image
+    images.write_bytes(bytes(raw))
+    assert MNISTDataModule(str(tmp_path), input_size=32).fingerprint() != digest
+
+
+def test_the_classifier_and_cgma_stages_hold_one_combinations_data_at_a_time(tmp_path, monkeypatch):
+    from cgmagan.config import resolve_paths
+    from cgmagan.data.torchvision_sets import TorchvisionDataModule
+    from cgmagan.runtime import Runtime
+    from cgmagan.stages.cgma import build_cgma_cache
+    from cgmagan.stages.classifier import train_classifiers
+    from tests.conftest import TINY, compose_config
+
+    fixtures.mnist(tmp_path / "data")
+    tiny = [o for o in TINY if "fractions" not in o]  # MNIST has its official test split
+    cfg = compose_config(tmp_path, [*tiny, "dataset=mnist", "dataset.input_size=32", "dataset.num_workers=0",
+                                    "combinations.train=[mnist/small_vgg]", "combinations.unseen=[mnist/small_resnet]"])  # fmt: skip
+    resolve_paths(cfg)
+    modules, held = [], []
+    read = TorchvisionDataModule._file
+
+    def reading(self, train):  # how many datamodules hold a file whenever one is read
+        if self not in modules:
+            modules.append(self)
+        out = read(self, train)
+        held.append(sum(bool(m._files) for m in modules))
+        return out
+
+    monkeypatch.setattr(TorchvisionDataModule, "_file", reading)
+    runtime = Runtime.from_config(cfg)
+    classifiers = train_classifiers(cfg, runtime)
+    build_cgma_cache(cfg, classifiers, runtime)
+    assert len(modules) == 2 and len(held) > 4 and max(held) == 1, held
+    assert all(not m._files for m in modules), "released when the stage is done with them"

@@ -110,6 +110,11 @@ class ClassificationDataModule(pl.LightningDataModule):
         config is in the keys already)."""
         return None
 
+    def release(self) -> None:
+        """Forget the loaded data; a later :meth:`dataset` reads it again. The stages call it when
+        they are done with a combination, so that memory holds one dataset at a time. Data made in
+        memory from the config (the embedded datasets, a few MB) is kept: remaking it costs more."""
+
     def labels(self, split: str) -> np.ndarray:
         """The class of every item of ``split``, without loading images."""
         return np.asarray(self.dataset(split).labels)

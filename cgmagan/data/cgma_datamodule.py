@@ -231,15 +231,19 @@ class CGMADataModule(pl.LightningDataModule):
         for name in self.sources:
             for split in SPLITS:
                 self.manifests[(name, split)] = self._ensure(name, split)
+            self.sources[name].data.release()  # one combination's images in memory at a time
 
     def setup(self, stage: str | None = None) -> None:
         rank, world = self._world()
         if world > 1 and not self.manifests:
             # rank r computes shards r, r + world, ...; rank 0 verifies them all and writes manifests
             pending = [(n, s) for n in self.sources for s in SPLITS if self.store(n, s).manifest() is None]
-            for name, split in pending:
-                store = self.store(name, split)
-                self._fill(name, split, store, store.missing_shards(range(rank, store.num_shards, world)))
+            for name in self.sources:
+                for split in SPLITS:
+                    if (name, split) in pending:
+                        store = self.store(name, split)
+                        self._fill(name, split, store, store.missing_shards(range(rank, store.num_shards, world)))
+                self.sources[name].data.release()
             self.trainer.strategy.barrier("cgma-shards")
             if rank == 0:
                 for name, split in pending:

@@ -178,6 +178,9 @@ class FileDataModule(ClassificationDataModule):
         self._fingerprint = digest(listing)
         return self._fingerprint
 
+    def release(self) -> None:
+        self.splits = {}  # the file lists; which files decode stays known (CheckedImages)
+
     def _split_missing(self, index: dict) -> dict[str, list[tuple[Path, int]]]:
         if index.get("val") is not None and index.get("test") is not None:
             return index
@@ -194,6 +197,7 @@ class FileDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self.skipped = []
         index = self._split_missing(self.index())
         if not all(index.values()):
             counts = ", ".join(f"{split} {len(items)}" for split, items in index.items())

@@ -191,10 +191,14 @@ def train_classifiers(cfg: DictConfig, runtime: Runtime) -> Classifiers:
     """Entry point: the classifier of every combination in ``cfg.combinations``."""
     train, unseen = resolve_combinations(cfg)
     data = {}
-    for combo in train + unseen:  # every dataset first: a missing one fails before any training
-        data[combo.name] = combo.datamodule()
-        data[combo.name].setup()
-    for combo in train + unseen:  # and every network explainable as configured, before any training
-        check_explainable(combo, data[combo.name], cfg)
-    trained = [train_or_load(c, data[c.name], cfg, runtime) for c in train + unseen]
+    for combo in train + unseen:  # every dataset and network first: a missing dataset or a network that cannot
+        dm = data[combo.name] = combo.datamodule()  # be explained as configured fails before any training
+        dm.setup()
+        check_explainable(combo, dm, cfg)
+        dm.fingerprint()  # kept: the cache keys need it
+        dm.release()  # one combination's data in memory at a time
+    trained = []
+    for combo in train + unseen:
+        trained.append(train_or_load(combo, data[combo.name], cfg, runtime))
+        data[combo.name].release()
     return Classifiers(train=trained[: len(train)], unseen=trained[len(train) :])
