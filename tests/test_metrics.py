@@ -119,7 +119,8 @@ def test_evaluator_scores_equal_their_definitions_written_out():
     with torch.no_grad():
         r_gradcam = (y - prob(x * target[:, None])) / y
         top = lambda frac: (ramp >= ramp.flatten().sort().values[64 - round(frac * 64)]).float()  # noqa: E731
-        o50, o15 = prob(x * top(0.5)), prob(x * top(0.15))
+        o50, o15 = prob(x * (ramp * top(0.5))), prob(x * (ramp * top(0.15)))  # TAME / L-CAM: the map on its top share
+        o20 = prob(x * top(0.2))  # matched area: a binary mask
         # deletion written out: the ramp's top pixels set to 0, steps + 1 points, trapezoid rule
         curve = [prob(x * (1 - top(s / steps)) if s else x)[:2] for s in range(steps + 1)]
         deletion = sum((curve[s] + curve[s + 1]) / 2 / steps for s in range(steps)).mean()
@@ -133,6 +134,7 @@ def test_evaluator_scores_equal_their_definitions_written_out():
     assert got["gradcam"]["win_vs_gradcam"] == 50 and got["gradcam"]["dice"] == 1 and got["gradcam"]["mae"] == 0
     assert got["ramp"]["average_drop_top50"] == pytest.approx(float(100 * ((y - o50) / y).clamp_min(0).mean()), rel=1e-5)
     assert got["ramp"]["increase_in_confidence_top15"] == pytest.approx(float(100 * (o15 > y).float().mean()))
+    assert got["ramp"]["average_drop_matched_area"] == pytest.approx(float(100 * ((y - o20) / y).clamp_min(0).mean()), rel=1e-5)
     assert got["ramp"]["deletion_auc"] == pytest.approx(float(deletion), rel=1e-5)
     assert got["ramp"]["insertion_auc"] == pytest.approx(float(insertion), rel=1e-5)
     dice = [2 * ((ramp >= 0.5) & (t >= 0.5)).sum() / ((ramp >= 0.5).sum() + (t >= 0.5).sum()) for t in target]

@@ -30,11 +30,11 @@ SCORES = (
     Score("mae", "MAE", "{:.3f}", "mean absolute difference from Grad-CAM"),
     Score("average_drop", "AD %", "{:.1f}", "Average Drop, 100·mean(max(0, Y−O)/Y), O on image ⊙ map (Grad-CAM++; lower is better)"),
     Score("increase_in_confidence", "IC %", "{:.1f}", "Increase in Confidence, 100·mean(O > Y) (Grad-CAM++)"),
-    Score("average_drop_matched_area", "AD@{area}% %", "{:.1f}", "Average Drop with the map's top {area} % of pixels as mask"),
-    Score("average_drop_top50", "AD@50% %", "{:.1f}", "Average Drop, map's top 50 % of pixels as mask (TAME, L-CAM)"),
-    Score("increase_in_confidence_top50", "IC@50% %", "{:.1f}", "Increase in Confidence, top 50 % of pixels as mask"),
-    Score("average_drop_top15", "AD@15% %", "{:.1f}", "Average Drop, map's top 15 % of pixels as mask (TAME, L-CAM)"),
-    Score("increase_in_confidence_top15", "IC@15% %", "{:.1f}", "Increase in Confidence, top 15 % of pixels as mask"),
+    Score("average_drop_matched_area", "AD@{area}% %", "{:.1f}", "Average Drop with a binary mask of the map's top {area} % of pixels (brightness-immune)"),
+    Score("average_drop_top50", "AD(50%) %", "{:.1f}", "Average Drop as TAME / L-CAM compute it: image × map on the map's top 50 % of pixels, 0 elsewhere"),
+    Score("increase_in_confidence_top50", "IC(50%) %", "{:.1f}", "Increase in Confidence, TAME / L-CAM's top 50 % (the map's values kept)"),
+    Score("average_drop_top15", "AD(15%) %", "{:.1f}", "Average Drop as TAME / L-CAM compute it: image × map on the map's top 15 % of pixels, 0 elsewhere"),
+    Score("increase_in_confidence_top15", "IC(15%) %", "{:.1f}", "Increase in Confidence, TAME / L-CAM's top 15 % (the map's values kept)"),
     Score("win_vs_gradcam", "Win vs GC %", "{:.1f}", "share of images where the method's drop is below Grad-CAM's (ties ½)"),
     Score("deletion_auc", "Del AUC↓", "{:.3f}", "RISE deletion AUC: top pixels set to 0, {steps} steps"),
     Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a copy blurred by a Gaussian (kernel 11, σ 5), {steps} steps"),
@@ -45,7 +45,7 @@ SCORES = (
     Score("randomisation_spearman", "MPRT ρ↓", "{:.3f}", "sanity check: mean Spearman rank correlation with the trained model's map once every conv and linear layer is randomised (Adebayo et al. 2018, cascading; below 0.5 passes)"),
 )
 AGREEMENT = tuple(AGREEMENT_METRICS)
-TOP_AREAS = {"top50": 0.5, "top15": 0.15}  # masks of TAME / L-CAM's protocol
+TOP_AREAS = {"top50": 0.5, "top15": 0.15}  # TAME / L-CAM's AD(50%), AD(15%): the map kept on its top share
 FAITHFULNESS = ("average_drop", "increase_in_confidence", "average_drop_matched_area",
                 *(f"{m}_{t}" for t in TOP_AREAS for m in ("average_drop", "increase_in_confidence")), "win_vs_gradcam")  # fmt: skip
 LOCALIZATION = ("pointing_game", "energy_in_mask")

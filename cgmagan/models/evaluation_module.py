@@ -90,11 +90,14 @@ class ExplanationEvaluator(pl.LightningModule):
             drops[name] = fa.relative_drop(y, o)
             row = {k: f(heatmap, target) for k, f in AGREEMENT_METRICS.items()}
             row["average_drop"], row["increase_in_confidence"] = fa.drop(y, o), fa.increase(y, o)
-            for suffix, area in {"matched_area": self.area, **TOP_AREAS}.items():
-                o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, area)), classes)
-                row[f"average_drop_{suffix}"] = fa.drop(y, o_area)
-                if suffix != "matched_area":
-                    row[f"increase_in_confidence_{suffix}"] = fa.increase(y, o_area)
+            # matched area: a binary mask of the map's top share; TAME / L-CAM's top shares: the map's own
+            # values kept on its top share, zero elsewhere
+            o_area = fa.class_probability(classifier, fa.explanation_image(x, top_area_mask(full, self.area)), classes)
+            row["average_drop_matched_area"] = fa.drop(y, o_area)
+            for suffix, area in TOP_AREAS.items():
+                kept = full * top_area_mask(full, area)
+                o_area = fa.class_probability(classifier, fa.explanation_image(x, kept), classes)
+                row[f"average_drop_{suffix}"], row[f"increase_in_confidence_{suffix}"] = fa.drop(y, o_area), fa.increase(y, o_area)
             if "mask" in batch:
                 row.update(localization(heatmap, batch["mask"]))
             per_image.append(row)
