@@ -154,8 +154,10 @@ def test_condition_importance_finds_the_one_slot_the_gan_uses():
     ev = ExplanationEvaluator(["toy"], [net], ["0"], [False], gan=SlotTwo(), mean_train_target=torch.zeros(8, 8),
                               linear_weights=torch.zeros(4), methods=[METHODS["gradcam"], METHODS["gan"]], deletion_steps=2, num_cgmas=3)  # fmt: skip
     cgmas = torch.rand(4, 3, 8, 8)
+    partner = torch.tensor([2, 3, 1, 0])  # each image's partner (the dataset's derangement)
     batch = {"input": torch.rand(4, 3, 8, 8), "image": torch.rand(4, 3, 8, 8), "cgma": cgmas, "target": cgmas[:, 1],
-             "pred": torch.zeros(4, dtype=torch.long), "index": torch.arange(4), "in_auc": torch.ones(4, dtype=torch.bool)}  # fmt: skip
+             "pred": torch.zeros(4, dtype=torch.long), "index": torch.arange(4), "in_auc": torch.ones(4, dtype=torch.bool),
+             "other_cgma": cgmas[partner]}  # fmt: skip
     with torch.no_grad():
         ev.test_step(batch, 0)
     result = ev.slots[0].compute()
@@ -164,9 +166,19 @@ def test_condition_importance_finds_the_one_slot_the_gan_uses():
     assert zeros[0]["mean_abs_change"] == zeros[2]["mean_abs_change"] == 0 and zeros[0]["dice"] == zeros[2]["dice"] == 1
     assert zeros[1]["mean_abs_change"] == pytest.approx(float(cgmas[:, 1].mean()), rel=1e-6)
     assert zeros[1]["dice"] == 0  # an empty map against targets with pixels above 0.5
-    rolled = cgmas[:, 1].roll(1, dims=0)
-    assert other[1]["mean_abs_change"] == pytest.approx(float((rolled - cgmas[:, 1]).abs().mean()), rel=1e-6)
-    assert other[1]["dice"] == pytest.approx(float(dice_at_threshold(rolled, cgmas[:, 1]).mean()), rel=1e-6)
+    swapped = cgmas[partner, 1]
+    assert other[1]["mean_abs_change"] == pytest.approx(float((swapped - cgmas[:, 1]).abs().mean()), rel=1e-6)
+    assert other[1]["dice"] == pytest.approx(float(dice_at_threshold(swapped, cgmas[:, 1]).mean()), rel=1e-6)
+
+
+def test_the_partner_of_every_image_is_another_one_and_the_same_for_a_seed():
+    from cgmagan.data.evaluation import derangement
+
+    for n in (2, 3, 16):
+        perm = derangement(n, seed=7)
+        assert sorted(perm) == list(range(n)) and all(perm[i] != i for i in range(n))
+        assert (derangement(n, seed=7) == perm).all()
+    assert list(derangement(1, seed=0)) == [0]
 
 
 def test_linear_cgma_baseline_recovers_the_target_exactly_when_k_equals_the_number_of_layers():
@@ -202,22 +214,51 @@ def test_linear_cgma_fit_streams_over_cache_shards_like_one_fit():
     assert torch.allclose(fit_on_cache(shards), fit(cgmas.half().float(), targets.half().float()), atol=1e-5)
 
 
-def test_road_is_the_grad_cam_packages_and_does_not_depend_on_batching():
+def test_road_equals_the_grad_cam_packages_on_tie_free_maps_and_does_not_depend_on_batching():
+    """On 16x16 maps with distinct values the package's percentile thresholds remove the same pixels
+    as an exact count (p % removed <-> its percentile 100 - p), so the scores are the package's."""
     from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(4, 3)).eval()  # fmt: skip
-    x, maps = torch.rand(3, 3, 12, 12), torch.rand(3, 12, 12)
-    classes, seeds = torch.tensor([0, 2, 1]), torch.tensor([11, 12, 13])
-    morf, lerf = fa.road(net, x, maps, classes, [20, 60], seeds)
+    x, maps = torch.rand(3, 3, 16, 16), torch.randperm(3 * 256).view(3, 16, 16).float() / 768  # distinct at 1e-4
+    classes, seeds, removed = torch.tensor([0, 2, 1]), torch.tensor([11, 12, 13]), [10, 30, 50, 70, 90]
+    morf, lerf = fa.road(net, x, maps, classes, removed, seeds)
+    kept = [100 - p for p in removed]  # the package's percentiles, in our order (the same noise draws)
     for i in range(3):
-        for metric, ours in ((ROADMostRelevantFirstAverage([20, 60]), morf), (ROADLeastRelevantFirstAverage([20, 60]), lerf)):
+        for metric, ours in ((ROADMostRelevantFirstAverage(kept), morf), (ROADLeastRelevantFirstAverage(kept), lerf)):
             torch.manual_seed(int(seeds[i]))
-            cam = maps[i : i + 1].round(decimals=4).numpy()  # ours rounds maps to 1e-4 (see fa.road)
-            theirs = metric(x[i : i + 1], cam, [ClassifierOutputSoftmaxTarget(int(classes[i]))], net)
+            theirs = metric(x[i : i + 1], maps[i : i + 1].numpy(), [ClassifierOutputSoftmaxTarget(int(classes[i]))], net)
             assert float(ours[i]) == pytest.approx(float(theirs[0]), abs=1e-6)
-    alone = fa.road(net, x[2:], maps[2:], classes[2:], [20, 60], seeds[2:])
-    assert float(alone[0][0]) == float(morf[2]) and float(alone[1][0]) == float(lerf[2]), "the same on any rank"
-    assert fa.road(net, x, maps, classes, [20, 60], seeds + 1)[0].tolist() != morf.tolist(), "the seed is used"
+    alone = fa.road(net, x[2:], maps[2:], classes[2:], removed, seeds[2:])
+    assert float(alone[0][0]) == pytest.approx(float(morf[2]), abs=1e-6) and float(alone[1][0]) == pytest.approx(float(lerf[2]), abs=1e-6)
+    assert fa.road(net, x, maps, classes, removed, seeds + 1)[0].tolist() != morf.tolist(), "the seed is used"
+
+
+def test_road_removes_exactly_the_stated_share_of_a_map_with_a_tied_plateau(monkeypatch):
+    """Grad-CAM's ReLU leaves a plateau of exact zeros (here 3/4 of the map): 10 % MoRF removes 26
+    of 256 pixels (the package's threshold would take every pixel), LeRF 10 % removes 26 of the
+    plateau, chosen at random, not a band of rows."""
+    from pytorch_grad_cam.metrics import road as package
+
+    removed_masks = []
+    impute = package.NoisyLinearImputer.__call__
+
+    def recording(self, img, mask):
+        removed_masks.append((mask == 0).clone())
+        return impute(self, img, mask)
+
+    monkeypatch.setattr(package.NoisyLinearImputer, "__call__", recording)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    heatmap = torch.zeros(1, 16, 16)
+    heatmap[0, :8, :8] = torch.rand(8, 8) + 0.1  # 64 distinct positive pixels, 192 tied zeros
+    fa.road(net, torch.rand(1, 3, 16, 16), heatmap, torch.tensor([0]), [10, 50], torch.tensor([5]))
+    morf10, morf50, lerf10, lerf50 = removed_masks
+    assert [int(m.sum()) for m in removed_masks] == [26, 128, 26, 128]
+    assert bool((heatmap[0][morf10] > 0).all()) and int((heatmap[0][morf50] > 0).sum()) == 64  # the top first
+    assert bool((heatmap[0][lerf10] == 0).all()) and bool((heatmap[0][lerf50] == 0).all())
+    rows_touched = lerf10.any(1).sum()
+    assert rows_touched > 8, "plateau ties broken at random across the plateau, not row by row"

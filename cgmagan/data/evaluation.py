@@ -25,7 +25,8 @@ class CacheMismatchError(UserError):
 class EvaluationDataset(Dataset):
     """Item i: ``input`` (the test image as the classifier takes it), its cache row (``image``,
     ``cgma``, ``target``, ``penultimate``, ``pred``, ``label`` [, ``mask``]), ``index`` i and
-    ``in_auc`` (whether deletion / insertion are computed for it) and ``in_road`` (ROAD).
+    ``in_auc`` (whether deletion / insertion are computed for it), ``in_road`` (ROAD) and
+    ``other_cgma``, the CGMAs of its ``partner`` item (zeros when it has none), for condition importance.
 
     ``dataset_indices[r]`` is the dataset item that cache row r holds; ``evaluated`` lists the
     cache rows to score, in order. Each item is checked: the cached label and the cached map-size
@@ -34,13 +35,16 @@ class EvaluationDataset(Dataset):
     """
 
     def __init__(self, name: str, images: Dataset, rows: dict[str, ShardedArrays], dataset_indices: np.ndarray,
-                 evaluated: np.ndarray, in_auc: np.ndarray, in_road: np.ndarray | None = None):  # fmt: skip
+                 evaluated: np.ndarray, in_auc: np.ndarray, in_road: np.ndarray | None = None,
+                 partner: np.ndarray | None = None):  # fmt: skip
         if len(dataset_indices) != len(rows["target"]) or len(in_auc) != len(evaluated):
             raise CacheMismatchError(f"{name}: the CGMA cache holds {len(rows['target'])} rows, but "
                                      f"{len(dataset_indices)} dataset items were listed for it")  # fmt: skip
         self.name, self.images, self.rows = name, images, rows
         self.dataset_indices, self.evaluated, self.in_auc = dataset_indices, evaluated, in_auc
         self.in_road = np.zeros(len(evaluated), bool) if in_road is None else in_road
+        # item i's partner for condition importance ("another image's CGMAs"): an item index, -1 for none
+        self.partner = np.full(len(evaluated), -1) if partner is None else partner
 
     def __len__(self) -> int:
         return len(self.evaluated)
@@ -59,8 +63,20 @@ class EvaluationDataset(Dataset):
                 "or other pixels): the test data changed after the cache was built. Delete that combination's "
                 "folders under <paths.cache_dir>/cgma and rerun."
             )
+        j = int(self.partner[i])
+        other = np.array(self.rows["cgma"][int(self.evaluated[j])]) if j >= 0 else np.zeros_like(row["cgma"].numpy())
         return {"index": torch.tensor(i), "in_auc": torch.tensor(bool(self.in_auc[i])),
-                "in_road": torch.tensor(bool(self.in_road[i])), "input": x, **row}  # fmt: skip
+                "in_road": torch.tensor(bool(self.in_road[i])), "input": x, "other_cgma": torch.from_numpy(other), **row}  # fmt: skip
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A seeded random permutation of ``range(n)`` that moves every index (Sattolo's algorithm: one
+    cycle through all n); the identity for n = 1, where no other index exists."""
+    rng, perm = np.random.default_rng(seed), np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
 
 
 class EvaluationDataModule(pl.LightningDataModule):

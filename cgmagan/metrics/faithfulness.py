@@ -6,6 +6,7 @@ at the image's resolution, [N, H, W] in [0, 1].
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,28 +90,44 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
 
 
+def removal_order(values: np.ndarray, seed: int) -> np.ndarray:
+    """Pixel indices of one map, most relevant first; pixels of equal value in a random order drawn
+    from ``seed`` (as Rong et al.'s code breaks ties with noise), never by position, which would
+    take a band of a tied plateau and bias the imputation."""
+    tie_break = np.random.default_rng(seed).random(values.size)
+    return np.lexsort((tie_break, -values.ravel()))
+
+
 def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, percentiles: list[int],
          seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Per-image ROAD (Rong et al. 2022) through the ``grad-cam`` package: the change of the class
-    probability when each percentile of pixels is replaced by noisy linear imputation, most
-    relevant first (MoRF, lower is better) and least relevant first (LeRF, higher is better),
-    averaged over ``percentiles``. The imputation's noise is drawn from ``seeds[i]`` for image i, so
-    the scores do not depend on batching or on how DDP splits the images."""
-    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    """Per-image ROAD (Rong et al. 2022): the change of the class probability when p % of the
+    pixels, exactly round(p · H · W) of them for each p in ``percentiles``, are replaced by the
+    ``grad-cam`` package's noisy linear imputation; most relevant first (MoRF, lower is better) and
+    least relevant first (LeRF, higher is better), averaged over ``percentiles``.
 
-    morf, lerf = ROADMostRelevantFirstAverage(list(percentiles)), ROADLeastRelevantFirstAverage(list(percentiles))
+    The package removes every pixel at or above a percentile's value, so a tied plateau (Grad-CAM's
+    ReLU zeros) goes at once; here the count is exact and ties are broken by noise seeded by
+    ``seeds[i]``, which also seeds image i's imputation noise, so the scores depend neither on
+    batching nor on how DDP splits the images. Maps are rounded to 1e-4 first: a map computed in
+    another batch (another rank's) differs by ~1e-7, which must not reorder near-equal pixels."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    imputer = NoisyLinearImputer()
+    n, _, h, w = images.shape
+    y = class_probability(model, images, classes)
     scores = []
-    for i in range(len(images)):
-        # maps rounded to 1e-4: a map computed in another batch (another DDP rank) differs by ~1e-7,
-        # enough to move tied pixels across a percentile threshold
-        cam = maps[i : i + 1].float().round(decimals=4).cpu().numpy()
-        x, target = images[i : i + 1], [ClassifierOutputSoftmaxTarget(int(classes[i]))]
-        per_order = []
-        for metric in (morf, lerf):
+    for i in range(n):
+        x, seed = images[i].detach().float().cpu(), int(seeds[i])
+        order = removal_order(maps[i].float().round(decimals=4).cpu().numpy(), seed)
+        imputed = []
+        for ranked in (order, order[::-1]):  # MoRF, LeRF
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seeds[i]))
-                per_order.append(float(metric(x, cam, target, model)[0]))
-        scores.append(per_order)
-    out = torch.tensor(scores, dtype=torch.float32, device=images.device).reshape(-1, 2)
+                torch.manual_seed(seed)  # the imputation noise, drawn percentile after percentile
+                for p in percentiles:
+                    keep = torch.ones(h * w, device="cpu")  # the package imputes on the host
+                    keep[torch.as_tensor(ranked[: int(np.floor(p / 100 * h * w + 0.5))].copy(), device="cpu")] = 0
+                    imputed.append(imputer(x, keep.view(h, w)))
+        o = class_probability(model, torch.stack(imputed).to(images.device, images.dtype), classes[i].repeat(len(imputed)))
+        scores.append((o - y[i]).view(2, len(percentiles)).mean(1))
+    out = torch.stack(scores) if scores else images.new_zeros(0, 2)
     return out[:, 0], out[:, 1]

@@ -38,10 +38,10 @@ SCORES = (
     Score("win_vs_gradcam", "Win vs GC %", "{:.1f}", "share of images where the method's drop is below Grad-CAM's (ties ½)"),
     Score("deletion_auc", "Del AUC↓", "{:.3f}", "RISE deletion AUC: top pixels set to 0, {steps} steps"),
     Score("insertion_auc", "Ins AUC↑", "{:.3f}", "RISE insertion AUC: top pixels revealed on a copy blurred by a Gaussian (kernel 11, σ 5), {steps} steps"),
-    Score("road_morf", "ROAD MoRF↓", "{:.3f}", "ROAD (grad-cam package): class probability change when the most relevant pixels are replaced by noisy linear imputation, mean over {road}"),
-    Score("road_lerf", "ROAD LeRF↑", "{:.3f}", "ROAD, least relevant pixels first, mean over {road}"),
-    Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object"),
-    Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object"),
+    Score("road_morf", "ROAD MoRF↓", "{:.3f}", "ROAD (Rong et al. 2022): class probability change when exactly p % of the pixels, the most relevant, are replaced by the grad-cam package's noisy linear imputation (ties broken by seeded noise), mean over p in {road}"),
+    Score("road_lerf", "ROAD LeRF↑", "{:.3f}", "ROAD, the least relevant p % first, mean over p in {road}"),
+    Score("pointing_game", "Pointing %", "{:.1f}", "share of images whose map maximum lies inside the object; an all-zero map is a miss (Quantus counts it a hit)"),
+    Score("energy_in_mask", "Energy in mask %", "{:.1f}", "share of the map's total inside the object; an all-zero map has none"),
     Score("randomisation_spearman", "MPRT ρ↓", "{:.3f}", "sanity check: mean Spearman rank correlation with the trained model's map once every conv and linear layer is randomised (Adebayo et al. 2018, cascading; below 0.5 passes)"),
 )
 AGREEMENT = tuple(AGREEMENT_METRICS)
@@ -111,7 +111,7 @@ class ExplanationScores(Metric):
 
 class ConditionImportance(Metric):
     """How much the GAN's map depends on each CGMA slot: slot k replaced by zeros, or by another
-    test image's slot k, for k = 1..K; per slot the mean absolute change of the map and the
+    test image's slot k (a seeded derangement of the AUC images), for k = 1..K; per slot the mean absolute change of the map and the
     Dice@0.5 of the changed map with Grad-CAM, summed per image and reduced across ranks."""
 
     full_state_update = False

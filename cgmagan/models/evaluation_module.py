@@ -126,10 +126,11 @@ class ExplanationEvaluator(pl.LightningModule):
 
     def _condition_importance(self, batch: dict[str, torch.Tensor], generated: torch.Tensor, rows: torch.Tensor,
                               dataloader_idx: int) -> None:  # fmt: skip
-        """On the batch's AUC images: the GAN's map with CGMA slot k zeroed or taken from the next image."""
+        """On the batch's AUC images: the GAN's map with CGMA slot k zeroed or taken from the image's
+        partner (another AUC image, fixed by the dataset: the same whatever the batch or the rank)."""
         image, cgmas, target, generated = batch["image"][rows], batch["cgma"][rows], batch["target"][rows], generated[rows]
         change, dice = [], []
-        for other in (torch.zeros_like(cgmas), cgmas.roll(1, dims=0)):
+        for other in (torch.zeros_like(cgmas), batch["other_cgma"][rows]):
             per_slot = []
             for k in range(self.num_slots):
                 replaced = cgmas.clone()

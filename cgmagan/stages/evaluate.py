@@ -20,7 +20,7 @@ from cgmagan.callbacks import OverlayFigure
 from cgmagan.cam import cgma_settings
 from cgmagan.config import job_fingerprint
 from cgmagan.data.base import stratified_subset
-from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset
+from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset, derangement
 from cgmagan.loggers import log_results
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
@@ -52,7 +52,8 @@ def _command() -> str:
 def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: int) -> EvaluationDataset:
     """The cached test rows to score: ``evaluate.max_images`` of them; among those, the
     ``evaluate.auc_images`` for deletion / insertion, and among these the ``evaluate.road_images``
-    for ROAD, each a seeded stratified sample."""
+    for ROAD, each a seeded stratified sample; each AUC image's partner for condition importance
+    is another AUC image, by a seeded derangement (the same on any batch size or rank)."""
     rows = cache.test_rows(clf.name)
     labels = rows["label"].rows(0, len(rows["label"]))
     evaluated = stratified_subset(labels, int(ev.max_images), seed)
@@ -61,7 +62,10 @@ def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: i
     in_auc[auc] = True
     in_road[auc[stratified_subset(labels[evaluated][auc], int(ev.road_images), seed)]] = True
     indices = cache.datamodule.indices(clf.name, "test")
-    return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc, in_road)
+    partner = np.full(len(evaluated), -1)
+    auc_items = np.flatnonzero(in_auc)  # condition importance: each AUC image's CGMAs swapped with another's
+    partner[auc_items] = auc_items[derangement(len(auc_items), seed)]
+    return EvaluationDataset(clf.name, clf.data.dataset("test"), rows, indices, evaluated, in_auc, in_road, partner)
 
 
 def sanity_checks(cfg: DictConfig, evaluator: ExplanationEvaluator, datasets: list[EvaluationDataset],
