@@ -64,7 +64,7 @@ register(ExplanationMethod(
     lambda ev, b, c: normalize_maps(b["cgma"][:, -1]),
 ))  # fmt: skip
 register(ExplanationMethod(
-    "penultimate_gradcam", "Grad-CAM of the second-to-last selected conv layer",
+    "penultimate_gradcam", "Grad-CAM of the conv before the target on the main path (not a residual shortcut)",
     lambda ev, b, c: b["penultimate"],
 ))  # fmt: skip
 register(ExplanationMethod(

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional import spearman_corrcoef
 
-from cgmagan.cam import cgma, multilayer_gradcam, select_layers
+from cgmagan.cam import cgma, multilayer_gradcam, penultimate_position, select_layers
 from cgmagan.data.cgma_datamodule import to_rgb
 from cgmagan.methods import ExplanationMethod
 
@@ -65,7 +65,8 @@ class ModelExplainer:
         layers = select_layers(model, x[:1], target=self.target_layer)
         cams, _ = multilayer_gradcam(model, x, layers, target=classes, size=self.map_size)
         image = F.interpolate(to_rgb(x), size=self.map_size, mode="bilinear", align_corners=False).clamp(0, 1)
-        return {"input": x, "pred": classes, "image": image, "target": cams[:, -1], "penultimate": cams[:, -2],
+        penultimate = penultimate_position([name for name, _ in layers])
+        return {"input": x, "pred": classes, "image": image, "target": cams[:, -1], "penultimate": cams[:, penultimate],
                 "cgma": cgma(cams, **self.cgma_cfg)}  # fmt: skip
 
     def maps(self, model: nn.Module, x: torch.Tensor, classes: torch.Tensor,

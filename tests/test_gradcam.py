@@ -8,7 +8,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cgmagan.backbones import build_backbone, build_net
-from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, select_layers
+from cgmagan.cam import conv_layers, multilayer_gradcam, normalize_maps, penultimate_position, select_layers
 from cgmagan.cam.package import PACKAGE_CAMS, package_cam
 from cgmagan.errors import ConfigError
 
@@ -136,6 +136,10 @@ def test_every_backbone_config_targets_the_last_conv_of_its_main_path(name):
     assert layers[-1][0] == MAIN_PATH_TARGETS[name]
     in_order = [n for n, _ in conv_layers(net, x)]
     assert [n for n, _ in layers[:-1]] == [n for n in in_order if n != layers[-1][0]], "the others keep forward order"
+    names = [n for n, _ in layers]
+    penultimate = names[penultimate_position(names)]  # the penultimate_gradcam baseline's layer
+    main_path = [n for n in names[:-1] if "downsample" not in n.split(".") and "shortcut" not in n.split(".")]
+    assert penultimate == main_path[-1], "the conv before the target on the main path, never a shortcut projection"
 
 
 def test_the_target_layer_can_be_named_and_its_map_comes_last():

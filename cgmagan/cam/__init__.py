@@ -6,6 +6,7 @@ from cgmagan.cam.gradcam import (
     is_zero_map,
     multilayer_gradcam,
     normalize_maps,
+    penultimate_position,
     select_layers,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "is_zero_map",
     "multilayer_gradcam",
     "normalize_maps",
+    "penultimate_position",
     "select_layers",
 ]

@@ -185,6 +185,14 @@ def _is_shortcut(name: str) -> bool:
     return any(part in SHORTCUT_NAMES for part in name.split("."))
 
 
+def penultimate_position(names: list[str]) -> int:
+    """Index, among the selected layers (the target last), of the conv before the target on the
+    main path: the same rule as for the target, so a ResNet's shortcut projection, which runs after
+    its block's last conv, is not the "second-to-last layer"."""
+    main = [i for i, name in enumerate(names[:-1]) if not _is_shortcut(name)]
+    return main[-1] if main else len(names) - 2
+
+
 def _find_target(traced: list[tuple[str, nn.Conv2d, tuple[int, int]]], target: str | None):
     if target is None:  # the last conv of the main path (a ResNet block runs its projection after conv2)
         main = [t for t in traced if not _is_shortcut(t[0])]

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, select_layers
+from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, penultimate_position, select_layers
 from cgmagan.data.base import ClassificationDataModule, EpochShuffle, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
@@ -66,6 +66,7 @@ class ShardComputer:
         self.cfg = cfg
         probe = self.dataset[int(indices[0])][0].unsqueeze(0).to(device)
         self.layers = select_layers(self.model, probe, target=source.target_layer)
+        self.penultimate = penultimate_position([name for name, _ in self.layers])
         check_layers(source.name, len(self.layers), cfg)
 
     def __call__(self, rows: range) -> tuple[dict[str, np.ndarray], dict]:
@@ -84,7 +85,7 @@ class ShardComputer:
                 "image": F.interpolate(to_rgb(x), size=size, mode="bilinear", align_corners=False).clamp(0, 1),
                 "cgma": cgma(cams, **cgma_settings(self.cfg)),
                 "target": cams[:, -1],
-                "penultimate": cams[:, -2],
+                "penultimate": cams[:, self.penultimate],
                 "label": y,
                 "pred": logits.argmax(1),
                 "prob": probs.max(1).values,

@@ -28,7 +28,7 @@ from cgmagan.utils import atomic_dir, file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: shard meta carries the computer's info
+FORMAT_VERSION = 3  # 2: shard meta carries the computer's info; 3: penultimate Grad-CAM from the main path
 
 VERIFY_MODES = ("stat", "full")
 CHECKED = ".checked.json"  # file-system identity of a shard's files at their last full checksum pass
