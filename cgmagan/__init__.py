@@ -6,13 +6,15 @@ folder of images with a finished run.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Explanation", "explain"]
+__all__ = ["Explanation", "explain", "load_classifier", "load_gan"]
+_WHERE = {"Explanation": "cgmagan.explanation", "explain": "cgmagan.explanation",
+          "load_classifier": "cgmagan.models.classifier_module", "load_gan": "cgmagan.stages.gan"}  # fmt: skip
 
 
 def __getattr__(name: str):
     # imported on first use: ``import cgmagan`` (Hydra does it to find the configs) stays light
-    if name in __all__:
-        from cgmagan import explanation
+    if name in _WHERE:
+        import importlib
 
-        return getattr(explanation, name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'cgmagan' has no attribute {name!r}")

@@ -52,6 +52,9 @@ def _checkpoints_from_run(run_dir: Path, combination: str | None) -> tuple[Path,
     if name not in combos:
         raise UserError(f"combination={name} is not one of this run's: {', '.join(combos)}")
     if not results.get("gan_checkpoint"):
+        if (results.get("config") or {}).get("trainer", {}).get("fast_dev_run"):
+            raise UserError(f"{run_dir} was a fast_dev_run (debug=fast_dev_run): Lightning saves no checkpoint during "
+                            "one, so it has no GAN to explain with; use a run trained without it, or give gan_checkpoint=...")  # fmt: skip
         raise UserError(f"{run_dir} kept no GAN checkpoint (callbacks.model_checkpoint was off); give gan_checkpoint=...")
     return Path(combos[name]["classifier_checkpoint"]), Path(results["gan_checkpoint"]), name
 
@@ -94,6 +97,18 @@ def _device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+DISPLAY_SIDE = 512  # overlays of larger images are drawn at this size on their long side
+
+
+def display_image(path: Path) -> torch.Tensor:
+    """The file as RGB in [0, 1] at its own resolution, [3, H, W] (long side at most DISPLAY_SIDE)."""
+    image = to_rgb(load_image(path, 3, None)[None])
+    scale = DISPLAY_SIDE / max(image.shape[-2:])
+    if scale < 1:
+        image = F.interpolate(image, scale_factor=scale, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return image[0]
+
+
 def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise UserError(f"input_dir={folder} is not a folder of images")
@@ -114,7 +129,7 @@ def explain_folder(cfg: DictConfig) -> dict:
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
     files = image_files(Path(cfg.input_dir))
     names = hp.class_names or [str(i) for i in range(hp.num_classes)]
-    rows, skipped = [], []
+    rows, skipped, uncertain = [], [], []
     log.info("explaining %d files of %s with %s and %s on %s", len(files), cfg.input_dir, explainer.combination,
              type(explainer.gan.generator).__name__, device)  # fmt: skip
     progress = tqdm(total=len(files), desc="explaining", unit="image")
@@ -135,11 +150,17 @@ def explain_folder(cfg: DictConfig) -> dict:
                 stem = f"{path.stem}_{path.suffix.lstrip('.')}"  # a.png and a.jpg stay apart
                 np.save(out / "heatmaps" / f"{stem}.gan.npy", result.gan[i].cpu().numpy())
                 np.save(out / "heatmaps" / f"{stem}.gradcam.npy", result.gradcam[i].cpu().numpy())
-                maps = {"image": None, "Grad-CAM": result.gradcam[i : i + 1].cpu(), "GAN": result.gan[i : i + 1].cpu()}
-                shown = F.interpolate(to_rgb(images[i : i + 1]), size=result.gan.shape[-1], mode="bilinear",
-                                      align_corners=False)  # fmt: skip
-                fig = overlay_grid(shown, maps, title=f"{path.name}: {names[pred]} ({prob:.2f})", panel_inches=2.2)
-                save_figure(fig, out / "overlays" / f"{stem}.png")
+                # drawn over the image at its own resolution (at most DISPLAY_SIDE), the maps upsampled to it
+                shown = display_image(path)
+                maps = {"image": None, **{name: F.interpolate(m[i : i + 1, None].cpu(), size=shown.shape[-2:], mode="bilinear",
+                                                              align_corners=False)[:, 0].clamp(0, 1)
+                                          for name, m in (("Grad-CAM", result.gradcam), ("GAN", result.gan))}}  # fmt: skip
+                low = prob < float(cfg.warn_below)
+                if low:
+                    uncertain.append(f"{path.name} ({names[pred]}, {prob:.2f})")
+                title = f"{path.name}: {names[pred]} ({prob:.2f}{', low: explains a guess' if low else ''})"
+                save_figure(overlay_grid(shown[None], maps, title=title, panel_inches=2.2, colorbar=True),
+                            out / "overlays" / f"{stem}.png")  # fmt: skip
                 rows.append({"file": path.name, "status": "explained", "predicted": pred,
                              "predicted_class": names[pred], "probability": f"{prob:.4f}"})  # fmt: skip
         progress.update(len(files[start : start + int(cfg.batch_size)]))
@@ -152,6 +173,9 @@ def explain_folder(cfg: DictConfig) -> dict:
     if skipped:
         log.warning("skipped %d unreadable file(s): %s (listed in %s)", len(skipped), ", ".join(p.name for p in skipped),
                     out / "skipped.txt")  # fmt: skip
+    if uncertain:
+        log.warning("%d image(s) predicted with probability below warn_below=%s: their maps explain a guess: %s",
+                    len(uncertain), cfg.warn_below, ", ".join(uncertain))  # fmt: skip
     log.info("explained %d images into %s", len(files) - len(skipped), out)
     return {"explained": [r["file"] for r in rows if r["status"] == "explained"], "skipped": [p.name for p in skipped]}
 

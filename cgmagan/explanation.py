@@ -11,6 +11,7 @@ image and the CGMAs, built exactly as the CGMA cache builds the GAN's training i
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,23 @@ def gan_settings(gan: CGMAGAN) -> dict:
     return {"map_size": description["map_size"], **description["cgma"]}
 
 
+def _modes(module: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in module.modules()]
+
+
+@contextmanager
+def _evaluated(module: nn.Module):
+    """``module`` in eval mode meanwhile, every submodule's own mode given back afterwards (a
+    train-mode model may hold frozen BatchNorm layers in eval mode)."""
+    modes = _modes(module)
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def explain(
     model: nn.Module,
     images: torch.Tensor,
@@ -57,13 +75,17 @@ def explain(
     exclude_target_layer: bool | None = None,
     cumulative: bool | None = None,
 ) -> Explanation:
-    """Explain ``model``'s decision on ``images`` (moved to the model's device).
+    """Explain ``model``'s decision on ``images`` (moved to the model's device); the maps come back there.
 
     ``targets``: the class to explain per image (a [B] tensor, a list, or one int for all); the
     predicted class when None. ``target_layer``: a conv module name (default: the last conv of the
     main path, as the pipeline picks it). With a ``gan``, ``map_size``, ``k``, ``order``,
     ``exclude_target_layer`` and ``cumulative`` default to what it was trained with; without one,
     to the image size, 8 (or fewer layers), forward order, target included, running means.
+
+    The model and the GAN are left exactly as they were: both run in eval mode meanwhile (so
+    BatchNorm statistics do not move), each on its own device, and their modes, parameters,
+    buffers and gradients are untouched.
     """
     device = next(model.parameters()).device
     images = images.to(device)
@@ -72,28 +94,25 @@ def explain(
     order = order or settings.get("order", "forward")
     exclude = settings.get("exclude_target_layer", False) if exclude_target_layer is None else exclude_target_layer
     cumulative = settings.get("cumulative", True) if cumulative is None else cumulative
-    layers = select_layers(model, images[:1], target=target_layer)
-    k = k or settings.get("k") or min(8, len(layers) - exclude)
     if isinstance(targets, list):
         targets = torch.tensor(targets, device=device)
     if isinstance(targets, torch.Tensor):
         targets = targets.to(device)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with _evaluated(model):
+        layers = select_layers(model, images[:1], target=target_layer)
         cams, logits = multilayer_gradcam(model, images, layers, target=targets, size=size)
-    finally:
-        model.train(was_training)
+    k = k or settings.get("k") or min(8, len(layers) - exclude)
     probs = logits.softmax(1)
     predicted = probs.argmax(1)
     explained = predicted if targets is None else torch.as_tensor(targets, device=device).expand_as(predicted)
     cgmas = cgma(cams, k, order, exclude, cumulative)
     heatmap = None
     if gan is not None:
-        # the GAN's image input exactly as the CGMA cache stores it
+        # the GAN's image input exactly as the CGMA cache stores it, on the GAN's own device
         gan_image = F.interpolate(to_rgb(images), size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-        with torch.no_grad():
-            heatmap = gan.to(device).eval()(gan_image, cgmas)
+        gan_device = next((t.device for t in (*gan.parameters(), *gan.buffers())), device)
+        with torch.no_grad(), _evaluated(gan):
+            heatmap = gan(gan_image.to(gan_device), cgmas.to(gan_device)).to(device)
     return Explanation(predicted, probs.gather(1, predicted[:, None])[:, 0], explained, cams[:, -1], cgmas, heatmap,
                        [name for name, _ in layers])  # fmt: skip

@@ -14,9 +14,10 @@ from cgmagan.metrics.scores import SCORES, Score  # noqa: E402
 
 
 def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None,
-                 panel_inches: float = 1.6):  # fmt: skip
+                 panel_inches: float = 1.6, colorbar: bool = False):  # fmt: skip
     """One row per image: the image, then each map as a jet overlay (presentation only); row
-    labels, when given, in a text column on the left."""
+    labels, when given, in a text column on the left; ``colorbar``: the jet scale of the maps
+    (0 to 1) on the right."""
     n, names = len(images), list(columns)
     offset = 1 if row_labels is not None else 0
     widths = [1.4] * offset + [1] * len(names)
@@ -39,7 +40,11 @@ def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], 
                 ax.set_title(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the column names
+    fig.tight_layout(rect=(0, 0, 0.9 if colorbar else 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
+    if colorbar:
+        bar = fig.add_axes((0.91, 0.15, 0.02, 0.65))
+        fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="jet"), cax=bar).ax.tick_params(labelsize=7)
+        bar.set_title("map", fontsize=7)
     return fig
 
 

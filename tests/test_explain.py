@@ -41,10 +41,27 @@ def image_folder(root: Path) -> Path:
     return root
 
 
-def test_explain_command_on_a_folder_writes_overlays_heatmaps_and_names_the_skipped_file(tmp_path, finished_run):
+def test_explain_command_on_a_folder_writes_overlays_heatmaps_and_names_the_skipped_file(tmp_path, finished_run,
+                                                                                          monkeypatch, caplog):  # fmt: skip
+    import cgmagan.explain_images
+
+    drawn, draw = {}, cgmagan.explain_images.overlay_grid
+
+    def drawing(images, columns, title="", **kwargs):  # what each overlay shows, then the real drawing
+        drawn[title.split(":")[0]] = (tuple(images.shape), {k: None if v is None else tuple(v.shape) for k, v in columns.items()},
+                                      title, kwargs.get("colorbar"))  # fmt: skip
+        return draw(images, columns, title, **kwargs)
+
+    monkeypatch.setattr(cgmagan.explain_images, "overlay_grid", drawing)
     run, results = finished_run
     images = image_folder(tmp_path / "images")
-    summary = explain_folder(explain_config(tmp_path, [f"input_dir={images}", f"run_dir={run}", "batch_size=3"]))
+    with caplog.at_level("WARNING"):
+        summary = explain_folder(explain_config(tmp_path, [f"input_dir={images}", f"run_dir={run}", "batch_size=3",
+                                                           "warn_below=1.01"]))  # every prediction is "low"  # fmt: skip
+    # the maps upsampled over each image at its own resolution (photo.jpg is 90 wide, 120 high), with a colour bar
+    assert drawn["photo.jpg"][:2] == ((1, 3, 120, 90), {"image": None, "Grad-CAM": (1, 120, 90), "GAN": (1, 120, 90)})
+    assert drawn["grey.png"][0] == (1, 3, 40, 40) and all(d[3] for d in drawn.values())
+    assert "low: explains a guess" in drawn["alpha.png"][2] and "4 image(s) predicted with probability below" in caplog.text
     out = tmp_path / "explained"
     assert sorted(summary["explained"]) == ["alpha.png", "grey.png", "palette.png", "photo.jpg"]
     assert summary["skipped"] == ["broken.jpg"]
@@ -133,3 +150,52 @@ def test_api_builds_the_gan_input_exactly_like_the_cgma_cache(finished_run):
     retargeted = explain(classifier.net, images, gan=gan, targets=other)
     assert torch.equal(retargeted.target, other) and not torch.allclose(retargeted.gradcam, out.gradcam)
     assert torch.allclose(explain(classifier.net, images, gan=gan, targets=out.predicted).gradcam, out.gradcam)
+
+
+def _state(module: torch.nn.Module) -> dict:
+    """Everything of a module a caller could see change: tensors, gradients, devices, modes."""
+    return {"tensors": {k: v.clone() for k, v in module.state_dict(keep_vars=True).items()},
+            "grads": {k: None if p.grad is None else p.grad.clone() for k, p in module.named_parameters()},
+            "requires_grad": {k: p.requires_grad for k, p in module.named_parameters()},
+            "modes": [m.training for m in module.modules()]}  # fmt: skip
+
+
+def _same(a: dict, b: dict) -> bool:
+    tensors = all(torch.equal(a["tensors"][k], b["tensors"][k]) and a["tensors"][k].device == b["tensors"][k].device
+                  for k in a["tensors"])  # fmt: skip
+    grads = all((a["grads"][k] is None) == (b["grads"][k] is None) and (a["grads"][k] is None or torch.equal(a["grads"][k], b["grads"][k]))
+                for k in a["grads"])  # fmt: skip
+    return tensors and grads and a["requires_grad"] == b["requires_grad"] and a["modes"] == b["modes"]
+
+
+def test_explain_leaves_a_train_mode_model_and_the_gan_exactly_as_they_were(finished_run):
+    """A user's ResNet-18 in training (BatchNorm statistics would move in a train-mode forward),
+    with gradients of its own and one BatchNorm frozen in eval mode, and a GAN in train mode: two
+    explain() calls change no bit of either, nor a mode, nor a device."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18(num_classes=5).train()
+    model.layer1[0].bn1.eval()  # a frozen BatchNorm inside a model in training
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    gan = load_gan(finished_run[1]["gan_checkpoint"]).train()
+    before = (_state(model), _state(gan))
+    images = torch.rand(3, 3, 128, 128)  # layer4 at 4x4
+    first = explain(model, images, gan=gan)
+    second = explain(model, images, gan=gan)
+    assert _same(before[0], _state(model)) and _same(before[1], _state(gan))
+    assert torch.equal(first.gan, second.gan) and torch.equal(first.gradcam, second.gradcam)
+    assert model.training and not model.layer1[0].bn1.training and gan.training
+
+
+def test_the_readmes_python_snippet_runs_as_printed_on_a_finished_run(finished_run, monkeypatch):
+    run, _ = finished_run
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("Inside your own code", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'run = Path("outputs/cgmagan/runs/<time>")' in snippet
+    namespace: dict = {}
+    exec(snippet.replace("outputs/cgmagan/runs/<time>", str(run)), namespace)  # noqa: S102
+    out, classifier = namespace["out"], namespace["classifier"]
+    assert out.gan.shape == out.gradcam.shape and out.gan.shape[0] == namespace["images"].shape[0]
+    assert out.predicted.device == next(classifier.parameters()).device

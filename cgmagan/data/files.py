@@ -35,18 +35,19 @@ def _deep_grey(img: Image.Image) -> Image.Image:
     return Image.fromarray((arr / white).clip(0, 1).astype(np.float32), "F")
 
 
-def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """[channels, size, size] float in [0, 1]; transparency is composited on black, 16-bit and
-    float grey images are scaled by their own white."""
+def load_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
+    """[channels, size, size] float in [0, 1] (``size`` None: the file's own height and width);
+    transparency is composited on black, 16-bit and float grey images are scaled by their own white."""
     with Image.open(path) as img:
+        shape = (size, size) if size is not None else img.size
         if img.mode in _DEEP_GREY:
-            grey = np.asarray(_deep_grey(img).resize((size, size), Image.BILINEAR), dtype=np.float32)
+            grey = np.asarray(_deep_grey(img).resize(shape, Image.BILINEAR), dtype=np.float32)
             arr = np.repeat(grey[..., None], channels, axis=2)
         else:
             img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "LA", "RGBA", "PA") else img
-            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+            img = img.convert("L" if channels == 1 else "RGB").resize(shape, Image.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(arr)).view(size, size, channels).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr)).view(shape[1], shape[0], channels).permute(2, 0, 1).contiguous()
 
 
 def readable(path: Path) -> bool:

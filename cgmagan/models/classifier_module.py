@@ -95,3 +95,11 @@ class ClassifierModule(pl.LightningModule):
             kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.hparams.scheduler(optimizer=optimizer, **kwargs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_classifier(path, map_location="cpu") -> ClassifierModule:
+    """A classifier checkpoint of this package (rebuilt from its own description), frozen and in eval
+    mode, as the pipeline uses it. Our checkpoints hold their configs, which torch's ``weights_only``
+    loading refuses: load only checkpoints you trust (your runs' own)."""
+    module = ClassifierModule.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    return module.requires_grad_(False).eval()

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _TRAINER_KEYS = ("fast_dev_run", "limit_train_batches", "overfit_batches", "max_steps", "precision",
                  "accumulate_grad_batches", "gradient_clip_val", "deterministic")  # fmt: skip
 CHECKPOINT, META, IN_PROGRESS = "classifier.ckpt", "meta.json", "training"
+CLASSIFIERS = "classifiers.json"  # in the run folder: each combination's classifier checkpoint
 
 
 @dataclass
@@ -201,4 +202,9 @@ def train_classifiers(cfg: DictConfig, runtime: Runtime) -> Classifiers:
     for combo in train + unseen:
         trained.append(train_or_load(combo, data[combo.name], cfg, runtime))
         data[combo.name].release()
+    if runtime.is_global_zero:  # the run folder says which classifiers it used, even if it stops later
+        write_json_atomic(Path(cfg.paths.output_dir) / CLASSIFIERS, [
+            {"combination": c.name, "kind": c.combination.kind, "checkpoint": str(c.checkpoint),
+             "checkpoint_sha256": c.checkpoint_sha256, "test_accuracy": c.test_accuracy, "reused": c.reused}
+            for c in trained], sort_keys=False)  # fmt: skip
     return Classifiers(train=trained[: len(train)], unseen=trained[len(train) :])
