@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="folder holding the runs (a multirun's sweep dir)")
     parser.add_argument("--name", required=True, help="file name of the table and the plot")
-    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results"),
+                        help="folder for NAME.md and NAME.png (default: experiments/results under the current folder)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the table to the jobs' W&B group")
     args = parser.parse_args(argv)
     runs = load_runs(args.sweep)
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / f"{args.name}.md").write_text(text)
     save_figure(figure(table), args.out / f"{args.name}.png")
     print(text)
+    print(f"written: {(args.out / f'{args.name}.md').resolve()} and {(args.out / f'{args.name}.png').resolve()}")
     if not args.no_wandb and (wandb_cfg := sweep_wandb_config(runs)) is not None:
         columns, rows = table_rows(table)
         folder = log_sweep_table(wandb_cfg, args.sweep, args.name, columns, rows, args.out / f"{args.name}.png")

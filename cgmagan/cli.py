@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from cgmagan import ddp_launch
+from cgmagan.config import apply_debug_preset
 from cgmagan.errors import UserError
 from cgmagan.pipeline import run_experiment
 
@@ -38,6 +39,7 @@ def print_config_tree(cfg: DictConfig, path: Path) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
+    apply_debug_preset(cfg, HydraConfig.get().overrides.task)
     if cfg.get("print_config"):
         print_config_tree(cfg, Path(HydraConfig.get().runtime.output_dir) / "config_tree.log")
     try:

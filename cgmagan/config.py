@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -28,6 +30,23 @@ def _positive(node: DictConfig, prefix: str, keys: tuple[str, ...], allow_zero: 
 def _one_of(value, choices, name: str) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def apply_debug_preset(cfg: DictConfig, overrides: list[str] = ()) -> None:
+    """Make ``debug=NAME`` win over ``+experiment=...``: Hydra appends a command-line experiment
+    after the defaults list, so its values replace the preset's (``+experiment=quickstart
+    debug=fast_dev_run`` evaluated 448 images). The preset is merged again on top, then the
+    command-line ``overrides`` of its keys again over it: command line > debug preset > experiment."""
+    name = cfg.get("debug_preset")
+    if not name:
+        return
+    preset = OmegaConf.load(str(resources.files("cgmagan.conf") / "debug" / f"{name}.yaml"))
+    with open_dict(cfg):
+        cfg.merge_with(preset)
+        for override in OverridesParser.create().parse_overrides(list(overrides)):
+            key = override.key_or_group
+            if not override.is_delete() and OmegaConf.select(preset, key, default=None) is not None:
+                OmegaConf.update(cfg, key, override.value(), merge=False)
 
 
 def validate(cfg: DictConfig) -> None:

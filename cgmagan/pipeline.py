@@ -49,6 +49,10 @@ def run_experiment(cfg: DictConfig) -> dict:
         log.info("skipping: %s/results.json holds this job's results (skip_finished=false reruns it)",
                  cfg.paths.output_dir)  # fmt: skip
         return done
+    if cfg.trainer.get("fast_dev_run"):
+        log.warning("fast_dev_run: one batch per training and test loop, CGMAs of one precompute batch per split. "
+                    "Lightning turns off the loggers (no curves, images or model artifact in W&B) and checkpointing "
+                    "(no GAN checkpoint: cgmagan-explain cannot use this run) while it runs")  # fmt: skip
     runtime = Runtime.from_config(cfg)
     marker = Path(cfg.paths.output_dir) / INCOMPLETE
     if runtime.is_global_zero:

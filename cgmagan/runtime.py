@@ -53,7 +53,11 @@ class Runtime:
         try:
             self.anchor = self.trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
         except InstantiationException as err:  # e.g. trainer=gpu where there is none: Lightning says why
-            raise ConfigError(f"the trainer config cannot run here: {err.__cause__ or err}") from None
+            hint = ""
+            if str(trainer_cfg.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+                hint = (" No GPU is visible here (torch.cuda.is_available() is False): run on the CPU with trainer=cpu, "
+                        "or trainer=ddp trainer.accelerator=cpu for several processes.")  # fmt: skip
+            raise ConfigError(f"the trainer config cannot run here: {err.__cause__ or err}.{hint}") from None
         strategy = self.anchor.strategy
         if strategy.launcher is not None:
             if not isinstance(strategy.launcher, _SubprocessScriptLauncher):

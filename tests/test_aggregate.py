@@ -22,7 +22,7 @@ def write_job(root: Path, job: str, overrides: list[str], dice: float, pearson: 
     (folder / "results.json").write_text(json.dumps(results))
 
 
-def test_each_variant_gets_the_mean_and_spread_of_its_seeds(tmp_path):
+def test_each_variant_gets_the_mean_and_spread_of_its_seeds(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     write_job(sweep, "0", ["conditioning=lsft", "seed=0"], 0.80, 0.90)
     write_job(sweep, "1", ["conditioning=lsft", "seed=1"], 0.70, 0.80)
@@ -38,6 +38,7 @@ def test_each_variant_gets_the_mean_and_spread_of_its_seeds(tmp_path):
     assert "| conditioning=lsft | gan | 0.750 ± 0.071 |" in text and "`python run.py -m conditioning=lsft,gsft seed=0,1`" in text
     assert "## shapes/small_resnet (seen) — **FLAGGED in 1 of 4 runs**" in text
     assert (tmp_path / "results" / "lsft_vs_gsft.png").stat().st_size > 5_000
+    assert f"written: {tmp_path / 'results' / 'lsft_vs_gsft.md'} and" in capsys.readouterr().out  # says where
 
 
 def test_an_empty_sweep_says_what_to_do(tmp_path):

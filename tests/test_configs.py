@@ -8,6 +8,7 @@ from torch import nn
 
 from cgmagan.backbones import build_backbone, build_net
 from cgmagan.combinations import resolve_combinations
+from cgmagan.config import apply_debug_preset
 from cgmagan.errors import UserError
 from cgmagan.utils import instantiate_list
 from tests.conftest import compose_config
@@ -55,6 +56,21 @@ def test_every_logger_preset_builds(tmp_path, name):
     expected = {"csv": ["CSVLogger"], "none": [], "tensorboard": ["TensorBoardLogger"],
                 "wandb": ["CSVLogger", "WandbLogger"], "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"]}  # fmt: skip
     assert kinds == expected[name]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_a_debug_preset_beats_any_experiment_and_the_command_line_beats_both(tmp_path, experiment):
+    """``+experiment=quickstart debug=fast_dev_run`` (this very command line) runs the preset's
+    sliver: Hydra merged the experiment after it, so the preset is applied again on top."""
+    overrides = [f"+experiment={experiment}", "debug=fast_dev_run", "evaluate.auc_images=2"]
+    cfg = compose_config(tmp_path, overrides)
+    apply_debug_preset(cfg, overrides)
+    assert cfg.trainer.fast_dev_run and cfg.evaluate.max_images == 16 and cfg.classifier.max_epochs == 1
+    assert cfg.evaluate.auc_images == 2 and not cfg.evaluate.condition_importance  # the command line's, the preset's
+    untouched = compose_config(tmp_path, [f"+experiment={experiment}"])
+    assert cfg.gan == untouched.gan and cfg.combinations == untouched.combinations  # the rest stays the experiment's
+    apply_debug_preset(untouched, [f"+experiment={experiment}"])
+    assert untouched == compose_config(tmp_path, [f"+experiment={experiment}"]), "no preset: nothing changes"
 
 
 def test_command_line_beats_the_experiment(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 from PIL import Image
 
 from cgmagan.aggregate import aggregate, load_runs
@@ -131,6 +132,15 @@ def run_cli(tmp_path: Path, name: str, overrides: list[str], cache: Path | None 
     return out, done.stdout + done.stderr
 
 
+def numbers(node, prefix: str = "") -> dict[str, float]:
+    """Every number in nested dicts and lists, by its path."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in numbers(value, f"{prefix}/{key}").items()}
+    if isinstance(node, list):
+        return {k: v for i, value in enumerate(node) for k, v in numbers(value, f"{prefix}/{i}").items()}
+    return {prefix: node}
+
+
 RANK_STATISTICS = {"spearman": "n_test", "randomisation_spearman": None}  # per-image means of Spearman's rho
 
 
@@ -163,6 +173,7 @@ def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_proc
         assert (one["n_test"], one["n_auc"]) == (two["n_test"], two["n_auc"]) == (24, 4)
         assert one["methods"].keys() == two["methods"].keys()
         assert two["sanity_check"] == one["sanity_check"]  # rank 0's alone, on the same thread count: exact
+        assert numbers(two["condition_importance"]) == pytest.approx(numbers(one["condition_importance"]), abs=1e-6)
         for method, scores in one["methods"].items():
             assert scores.keys() == two["methods"][method].keys()
             for key, value in scores.items():
@@ -202,8 +213,9 @@ def test_a_trainer_that_cannot_run_here_is_a_config_error_before_any_work(tmp_pa
     from cgmagan.errors import ConfigError
 
     cfg = compose_config(tmp_path, [*TINY, "trainer=gpu"] if not torch.cuda.is_available() else [*TINY, "trainer.devices=99"])
-    with pytest.raises(ConfigError, match="the trainer config cannot run here"):
+    with pytest.raises(ConfigError, match="the trainer config cannot run here") as err:
         run_experiment(cfg)
+    assert torch.cuda.is_available() or "No GPU is visible here" in str(err.value) and "trainer=cpu" in str(err.value)
     assert not (tmp_path / "cache").exists()
 
 
@@ -234,3 +246,24 @@ def test_a_run_that_stops_midway_is_marked_incomplete_with_how_to_continue(tmp_p
     mark = (Path(cfg.paths.output_dir) / "INCOMPLETE").read_text()
     assert "not finished" in mark and f"hydra.run.dir={cfg.paths.output_dir}" in mark
     assert not (Path(cfg.paths.output_dir) / "results.json").exists()
+
+
+def test_condition_importance_does_not_depend_on_the_batch_size(tmp_path, finished_run):
+    """'Another image's CGMAs' come from a seeded derangement of the AUC images, fixed before any
+    batch is made: evaluating the same GAN in batches of 1, 4 or 64 gives the same numbers (a roll
+    within the batch compared an image with itself in a batch of one)."""
+    out, results = finished_run
+    cache = results["config"]["paths"]["cache_dir"]
+    importance = []
+    for batch_size in (1, 4, 64):
+        cfg = compose_config(tmp_path / str(batch_size), [*TINY, f"evaluate.batch_size={batch_size}", "evaluate.methods=[gradcam,gan]",
+                                                          "evaluate.sanity_images=0", "evaluate.road_images=0",
+                                                          f"gan.checkpoint={results['gan_checkpoint']}"])  # fmt: skip
+        with open_dict(cfg):
+            cfg.paths.cache_dir = cache  # the finished run's classifiers and CGMAs
+        importance.append([c["condition_importance"] for c in run_experiment(cfg)["combinations"]])
+    assert importance[0][0]["n_images"] == 4
+    for other in importance[1:]:
+        assert numbers(other) == pytest.approx(numbers(importance[0]), abs=1e-6)
+    changes = [s["mean_abs_change"] for s in importance[0][0]["other_image"]]
+    assert max(changes) > 0, "another image's CGMAs change the map: no image is paired with itself"
