@@ -125,8 +125,12 @@ def provenance(runs: list[dict], command: str) -> list[str]:
     """What made the table: the command that regenerates it, the sweeps' commands, runs and seeds,
     and the combinations left out as flagged."""
     seeds = sorted({run["results"].get("seed") for run in runs}, key=str)
+    classifier_seeds = sorted({run["results"].get("classifier_seed", run["results"].get("seed")) for run in runs}, key=str)
     flagged = sorted({f"{c['dataset']}/{c['backbone']}" for run in runs for c in run["results"]["combinations"] if c.get("flagged")})
-    lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, seeds {', '.join(map(str, seeds))}; "
+    what_varied = (f"GAN seeds {', '.join(map(str, seeds))} over the classifiers and data splits of classifier.seed "
+                   f"{', '.join(map(str, classifier_seeds))}" if len(classifier_seeds) < len(seeds)
+                   else f"seeds {', '.join(map(str, seeds))}, each with its own classifiers and data splits")  # fmt: skip
+    lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, {what_varied}; "
              "mean ± std over seeds of each run's mean over combinations. Sweeps:", ""]  # fmt: skip
     lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
     if flagged:
@@ -452,8 +456,12 @@ def summary(sweeps: dict[str, list[dict]], variant: str) -> list[str]:
 # ---------------------------------------------------------------- running
 
 
-def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str]) -> list[str]:
-    return [python, "run.py", "-m", f"seed={seeds}", *VARIANTS[variant], *SWEEPS[sweep],
+def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str],
+                  classifier_seed: str = "0") -> list[str]:  # fmt: skip
+    """The sweep over GAN seeds ``seeds``; the classifiers (and data splits) are those of
+    ``classifier_seed``, shared by every GAN seed, or each seed's own when it is "each"."""
+    shared = [] if classifier_seed == "each" else [f"classifier.seed={classifier_seed}"]
+    return [python, "run.py", "-m", f"seed={seeds}", *shared, *VARIANTS[variant], *SWEEPS[sweep],
             f"hydra.sweep.dir={runs_dir / variant / sweep}", *extra]  # fmt: skip
 
 
@@ -488,7 +496,9 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant", choices=sorted(VARIANTS))
     parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="only these (repeatable); default: all")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2", help="GAN seeds")
+    parser.add_argument("--classifier-seed", default="0",
+                        help="the classifiers' (and data splits') seed, shared by every GAN seed; 'each': a classifier per seed")
     parser.add_argument("--runs", type=Path, default=Path("experiments/runs"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results"))
     parser.add_argument("--tables-only", action="store_true", help="run nothing: tables from the runs already there")
@@ -508,7 +518,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             raise SystemExit("run from the repository root (where run.py is)")
         start = time.monotonic()
         for i, sweep in enumerate(needed, 1):
-            command = sweep_command(sys.executable, args.variant, sweep, args.seeds, args.runs, args.overrides)
+            command = sweep_command(sys.executable, args.variant, sweep, args.seeds, args.runs, args.overrides,
+                                    args.classifier_seed)  # fmt: skip
             print(f"[sweep {i} of {len(needed)}, {(time.monotonic() - start) / 60:.1f} min in] "
                   + " ".join(shlex.quote(c) for c in command), flush=True)  # fmt: skip
             if not args.dry_run:

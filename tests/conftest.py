@@ -62,6 +62,11 @@ TINY = [
 ]
 
 
+# for tests of something other than the evaluation: three methods, no sanity check (Score-CAM and
+# the model randomisation cascade over every method are most of a TINY run's time)
+FEW_METHODS = ["evaluate.methods=[gradcam,gan,last_cgma]", "evaluate.sanity_images=0"]
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
     """One tiny run of the whole pipeline, W&B logging offline beside the CSV log, shared by the

@@ -15,7 +15,7 @@ from cgmagan.aggregate import aggregate, load_runs
 from cgmagan.methods import METHODS, ExplanationMethod
 from cgmagan.pipeline import run_experiment
 from tests.cache_helpers import tree_bytes
-from tests.conftest import TINY, compose_config, one_thread_per_process
+from tests.conftest import FEW_METHODS, TINY, compose_config, one_thread_per_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
 
 
 def test_a_rerun_of_a_finished_job_is_skipped_and_a_new_run_reuses_classifiers_and_cgma_cache(tmp_path):
-    cfg = compose_config(tmp_path, TINY)
+    cfg = compose_config(tmp_path, [*TINY, *FEW_METHODS])
     first = run_experiment(cfg)
     results_json = Path(cfg.paths.output_dir) / "results.json"
     written = results_json.stat().st_mtime_ns
@@ -75,10 +75,10 @@ def test_a_rerun_of_a_finished_job_is_skipped_and_a_new_run_reuses_classifiers_a
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
 
     # the same job in the same folder (an interrupted sweep rerun): its results, nothing recomputed
-    assert run_experiment(compose_config(tmp_path, TINY))["combinations"] == first["combinations"]
+    assert run_experiment(compose_config(tmp_path, [*TINY, *FEW_METHODS]))["combinations"] == first["combinations"]
     assert results_json.stat().st_mtime_ns == written
     # another setting is another job: it runs, on the cached classifiers and CGMAs
-    changed = run_experiment(compose_config(tmp_path, [*TINY, "evaluate.deletion_steps=2"]))
+    changed = run_experiment(compose_config(tmp_path, [*TINY, *FEW_METHODS, "evaluate.deletion_steps=2"]))
     assert results_json.stat().st_mtime_ns != written and changed["job_fingerprint"] != first["job_fingerprint"]
     assert changed["combinations"][0]["methods"]["gradcam"]["deletion_auc"] != first["combinations"][0]["methods"]["gradcam"]["deletion_auc"]
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
@@ -153,12 +153,12 @@ def one_swap(pixels: int, images: int) -> float:
 
 def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_process(tmp_path):
     with one_thread_per_process():  # both layouts run the same convolution kernels
-        single, _ = run_cli(tmp_path, "single", [])
+        single, _ = run_cli(tmp_path, "single", ["evaluate.sanity_images=2"])
         first = json.loads((single / "results.json").read_text())
         cache = single / "cache"
         reference = tree_bytes(cache / "cgma")
         shutil.rmtree(cache / "cgma")  # recomputed by both ranks from the same classifiers
-        ddp, _ = run_cli(tmp_path, "ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        ddp, _ = run_cli(tmp_path, "ddp", ["evaluate.sanity_images=2", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                                            f"gan.checkpoint={first['gan_checkpoint']}"], cache=cache)  # fmt: skip
 
     worker_log = (ddp / "train_ddp_process_1.log").read_text()
@@ -187,7 +187,7 @@ def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_proc
 
 def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, "combinations.unseen=[]",
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, *FEW_METHODS, "combinations.unseen=[]",
            "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"paths.cache_dir={tmp_path / 'cache'}",
            f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
@@ -267,3 +267,23 @@ def test_condition_importance_does_not_depend_on_the_batch_size(tmp_path, finish
         assert numbers(other) == pytest.approx(numbers(importance[0]), abs=1e-6)
     changes = [s["mean_abs_change"] for s in importance[0][0]["other_image"]]
     assert max(changes) > 0, "another image's CGMAs change the map: no image is paired with itself"
+
+
+def test_gan_seeds_share_the_classifiers_and_cgmas_of_one_classifier_seed(tmp_path):
+    """classifier.seed fixed, the GAN's seed varied (how the recipes sweep): the second seed trains
+    no classifier and computes no CGMA, explains the same test images, and trains another GAN."""
+    base = [*TINY, *FEW_METHODS, "combinations.train=[digits/small_vgg]", "combinations.unseen=[]", "classifier.seed=0"]
+    first = run_experiment(compose_config(tmp_path / "a", [*base, "seed=0"]))
+    cache = Path(first["config"]["paths"]["cache_dir"])
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    cfg = compose_config(tmp_path / "b", [*base, "seed=1"])
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(cache)
+    second = run_experiment(cfg)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")} == stamps
+    (a,), (b,) = first["combinations"], second["combinations"]
+    assert (first["seed"], second["seed"], first["classifier_seed"], second["classifier_seed"]) == (0, 1, 0, 0)
+    assert a["classifier_checkpoint"] == b["classifier_checkpoint"] and a["methods"]["gradcam"] == b["methods"]["gradcam"]
+    assert a["methods"]["gan"]["mae"] != b["methods"]["gan"]["mae"], "another GAN"
+    by_default = compose_config(tmp_path / "c", [*TINY, "seed=1"])
+    assert by_default.classifier.seed == 1 and by_default.dataset.seed == 1, "unless fixed, each seed its own classifiers"

@@ -53,7 +53,8 @@ def write_sweeps(runs: Path) -> None:
                           "gan": {"lambda_adv": changes.get("lambda_adv", 1.0)}}  # fmt: skip
                 combos = [combination(d, b, k, base + KIND_OFFSET[k] + 0.01 * seed) for d, b, k in COMBOS]
                 combos.append(combination("textures", "small_vgg", "seen", 0.0, flagged=True))  # left out of every mean
-                results = {"command": f"python run.py -m {sweep}", "seed": seed, "config": config, "combinations": combos,
+                results = {"command": f"python run.py -m {sweep}", "seed": seed, "classifier_seed": 0, "config": config,
+                           "combinations": combos,
                            "settings": {"deletion_steps": 20, "road_percentiles": [10, 50, 90]}}  # fmt: skip
                 folder = runs / "small" / sweep / f"{j}-{seed}"
                 folder.mkdir(parents=True)
@@ -82,6 +83,7 @@ def test_every_recipe_writes_its_table_and_plot_with_the_command_that_regenerate
         assert (root / "out" / "small" / f"{name}.png").stat().st_size > 10_000
     assert "- `python run.py -m gsft`" in texts["sanity"] and "- `python run.py -m cgma_k`" in texts["ablations"]
     assert "Left out as flagged" in texts["unseen"] and "textures/small_vgg" in texts["unseen"]
+    assert "GAN seeds 0, 1 over the classifiers and data splits of classifier.seed 0" in texts["faithfulness"]
 
 
 def test_ablation_rows_read_their_own_runs_and_leave_flagged_combinations_out(written):
@@ -141,7 +143,7 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     assert main(["small", "--dry-run", "--recipe", "sanity", "--", "hydra/launcher=parallel"]) == {}
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
-        "run.py -m seed=0,1,2 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
+        "run.py -m seed=0,1,2 classifier.seed=0 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
         "hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
     main(["paper", "--dry-run", "--seeds", "0"])
     lines = capsys.readouterr().out.splitlines()

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.conftest import TINY
+from tests.conftest import FEW_METHODS, TINY
 from tests.wandb_records import of_kind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_sweep(tmp_path: Path, sweep: Path) -> str:
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
-           "conditioning=lsft,gsft", *TINY, "combinations.unseen=[]", "logger=wandb", "print_config=false",
+           "conditioning=lsft,gsft", *TINY, *FEW_METHODS, "combinations.unseen=[]", "logger=wandb", "print_config=false",
            f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
     env.update(HOME=str(tmp_path / "home"), WANDB_DATA_DIR=str(tmp_path / "wandb-data"))  # no key, no ~/.netrc

@@ -150,7 +150,7 @@ class CGMADataModule(pl.LightningDataModule):
     """
 
     def __init__(self, sources: list[CGMASource], train_names: list[str], cgma_cfg, cache_dir: str,
-                 batch_size: int = 32, num_workers: int = 0, seed: int = 0):  # fmt: skip
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0, subset_seed: int | None = None):  # fmt: skip
         super().__init__()
         self.sources = {s.name: s for s in sources}
         self.train_names = list(train_names)
@@ -158,7 +158,8 @@ class CGMADataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.seed = seed
+        self.seed = seed  # the GAN's shuffles
+        self.subset_seed = seed if subset_seed is None else subset_seed  # which images a cache holds: the classifier's
         self.manifests: dict[tuple[str, str], dict] = {}
         self._indices: dict[tuple[str, str], np.ndarray] = {}
 
@@ -172,7 +173,7 @@ class CGMADataModule(pl.LightningDataModule):
         if (name, split) not in self._indices:
             data = self.sources[name].data
             limit = self.cfg.max_per_split or len(data.dataset(split))
-            self._indices[(name, split)] = stratified_subset(data.labels(split), int(limit), self.seed)
+            self._indices[(name, split)] = stratified_subset(data.labels(split), int(limit), self.subset_seed)
         return self._indices[(name, split)]
 
     def store(self, name: str, split: str) -> CGMAStore:

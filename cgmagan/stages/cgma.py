@@ -38,7 +38,8 @@ def build_cgma_cache(cfg: DictConfig, classifiers: Classifiers, runtime: Runtime
     sources = [CGMASource(c.name, c.module.net, c.data, c.checkpoint_sha256, c.combination.backbone_cfg.get("target_layer"))
                for c in classifiers.all]  # fmt: skip
     dm = CGMADataModule(sources, [c.name for c in classifiers.train], cgma_cfg, cfg.paths.cache_dir,
-                        batch_size=cfg.gan.batch_size, num_workers=cfg.gan.num_workers, seed=cfg.seed or 0)  # fmt: skip
+                        batch_size=cfg.gan.batch_size, num_workers=cfg.gan.num_workers, seed=cfg.seed or 0,
+                        subset_seed=cfg.classifier.seed or 0)  # fmt: skip
     runtime.attach(dm)
     dm.prepare_data()  # one process: compute the missing shards under a file lock
     dm.setup()  # under DDP each rank computes its shards here; every rank reads the manifests

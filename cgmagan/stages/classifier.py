@@ -70,7 +70,8 @@ class Classifiers:
 
 def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataModule) -> str:
     """What the trained weights depend on: the data itself (its fingerprint: another copy or version
-    of a dataset is another key), the settings of data, network, training and the seed."""
+    of a dataset is another key), the settings of data, network and training, and ``classifier.seed``
+    (not the GAN's ``seed``: GAN seeds over the same classifier.seed share the classifiers)."""
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
             if k not in ("batch_size", "num_workers", "root", "download", "checked_dir")}  # fmt: skip
     data["fingerprint"] = dm.fingerprint()
@@ -79,7 +80,7 @@ def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataMo
                 if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
     return digest({"data": data, "input_size": combo.input_size, "backbone": backbone,
                    "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
-                   "trainer": trainer, "seed": cfg.seed, "format": 5})  # 5: per-stage seeds, epoch-seeded shuffle  # fmt: skip
+                   "trainer": trainer, "format": 6})  # 6: classifier.seed (in cfg.classifier) apart from the GAN's  # fmt: skip
 
 
 def _net(combo: Combination, dm: ClassificationDataModule, for_loading: bool = False):
@@ -151,7 +152,7 @@ def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictCon
             return TrainedClassifier(combo, dm, _frozen(module), meta["test_accuracy"], folder / CHECKPOINT,
                                      meta["checkpoint_sha256"], reused=True)  # fmt: skip
 
-        seed_stage(cfg.get("seed"), "classifier", combo.name)
+        seed_stage(cfg.classifier.seed, "classifier", combo.name)
         module = _build_module(combo, dm, cfg)
         recalibration = BatchNormRecalibration(dm.loader("train", shuffle=True), cfg.classifier.bn_recalibration_batches)
         progress = folder / IN_PROGRESS  # the training's last.ckpt until it is done: a killed run continues from it

@@ -97,7 +97,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     cache = gan.cache
     classifiers = cache.classifiers.all
     ev = cfg.evaluate
-    datasets = [test_items(c, cache, ev, cfg.seed or 0) for c in classifiers]
+    datasets = [test_items(c, cache, ev, cfg.classifier.seed or 0) for c in classifiers]  # the same images for every GAN seed
     linear_weights = linear_baseline.fit_on_cache([cache.datamodule.arrays(c.name, "train") for c in cache.classifiers.train])
     evaluator = ExplanationEvaluator(
         names=[c.name for c in classifiers],
@@ -159,6 +159,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         "command": _command(),
         "conditioning": cfg.conditioning.name,
         "seed": cfg.seed,
+        "classifier_seed": cfg.classifier.seed,
         "train_combinations": [c.name for c in cache.classifiers.train],
         "gan_checkpoint": str(gan.checkpoint) if gan.checkpoint else None,
         "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps),

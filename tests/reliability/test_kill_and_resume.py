@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import TINY
+from tests.conftest import FEW_METHODS, TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_run_killed_after_its_first_gan_epoch_resumes_there_and_finishes(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, "combinations.unseen=[]", "gan.max_epochs=3", "print_config=false",
+    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, *FEW_METHODS, "combinations.unseen=[]", "gan.max_epochs=3", "print_config=false",
            "+callbacks.kill._target_=tests.reliability.sigkill.SigkillOnce", f"+callbacks.kill.marker={tmp_path / 'killed'}",
            f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}"]  # fmt: skip
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
