@@ -125,3 +125,26 @@ def test_pretrained_weights_missing_from_the_local_cache_is_a_user_error(tmp_pat
         build_backbone("resnet18", 3, 10, pretrained=True)
     with pytest.raises(UserError, match="small_vgg has no pretrained weights"):
         build_backbone("small_vgg", 3, 10, pretrained=True)
+
+
+@pytest.mark.parametrize("trainer,tasks,gpus", [(["trainer=ddp", "trainer.devices=4"], 4, 4), (["trainer=gpu"], 1, 1),
+                                                (["trainer=cpu"], 1, 0)])  # fmt: skip
+def test_the_slurm_preset_gives_each_device_a_task_and_requeues_on_timeout(tmp_path, monkeypatch, trainer, tasks, gpus):
+    """Lightning's DDP under SLURM takes its ranks from SLURM's tasks and refuses a job whose
+    tasks per node differ from its devices (the preset's fixed tasks_per_node: 1 did)."""
+    from hydra import compose, initialize_config_module
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    with initialize_config_module("cgmagan.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", *trainer], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.tasks_per_node, launcher.gpus_per_node) == (tasks, gpus) and launcher.max_num_timeout >= 1
+    assert launcher.signal_delay_s >= 120  # time to stop cleanly before the wall time
+    monkeypatch.setenv("SLURM_JOB_NAME", "cgmagan")
+    monkeypatch.setenv("SLURM_NNODES", "1")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", str(launcher.tasks_per_node))
+    SLURMEnvironment().validate_settings(num_devices=cfg.trainer.devices, num_nodes=1)
+    if tasks > 1:
+        monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")
+        with pytest.raises(ValueError, match="tasks per node"):
+            SLURMEnvironment().validate_settings(num_devices=cfg.trainer.devices, num_nodes=1)
