@@ -118,6 +118,18 @@ def test_two_process_ddp_precompute_equals_single_process(tmp_path):
     assert tree_bytes(tmp_path / "ddp") == reference
 
 
+def test_the_precompute_writes_float32_maps_whatever_the_training_precision(tmp_path):
+    """A bf16-mixed run (its trainer attached, and inside an autocast region as Lightning's steps
+    are) writes the same cache bytes as a float32 run from the same classifier."""
+    reference = complete(tmp_path / "float32")
+    dm = make_datamodule(str(tmp_path / "bf16"))
+    dm.trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.nn.functional.conv2d(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 3, 3)).dtype == torch.bfloat16
+        dm.prepare_data()
+    assert tree_bytes(tmp_path / "bf16") == reference
+
+
 def test_manifest_records_layers_and_zero_targets_of_its_shards(tmp_path):
     dm = make_datamodule(str(tmp_path))
     dm.prepare_data()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -45,6 +47,15 @@ def unrepeated_sampler(dataset: Dataset, trainer: pl.Trainer | None) -> Unrepeat
     if trainer is None or trainer.world_size <= 1:
         return None
     return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+
+
+def loader_workers(setting: int | str | None, device: torch.device) -> int:
+    """Loader processes for decoding when a stage reads images itself (CGMA precompute, evaluation):
+    ``setting`` when it is a number; null or "auto": none on the CPU (they would share its cores
+    with the model), up to 8 on an accelerator, so that it does not wait on JPEG decoding."""
+    if setting is not None and str(setting) != "auto":
+        return int(setting)
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

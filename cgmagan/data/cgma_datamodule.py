@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, penultimate_position, select_layers
-from cgmagan.data.base import ClassificationDataModule, EpochShuffle, stratified_subset
+from cgmagan.data.base import ClassificationDataModule, EpochShuffle, loader_workers, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
 from cgmagan.utils import digest, locked
@@ -72,13 +72,16 @@ class ShardComputer:
     def __call__(self, rows: range) -> tuple[dict[str, np.ndarray], dict]:
         """The shard's arrays, and what the manifest needs to know of them without rereading."""
         subset = Subset(self.dataset, [int(self.indices[r]) for r in rows])
-        loader = DataLoader(subset, batch_size=self.cfg.batch_size, shuffle=False)
+        loader = DataLoader(subset, batch_size=self.cfg.batch_size, shuffle=False, pin_memory=self.device.type == "cuda",
+                            num_workers=loader_workers(self.cfg.get("num_workers"), self.device))  # fmt: skip
         out: dict[str, list[np.ndarray]] = {}
         size = self.cfg.map_size
         zero = done = 0
         for batch in loader:
-            x, y = batch[0].to(self.device), batch[1].to(self.device)
-            cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
+            x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device)
+            # float32 whatever the training precision (a bf16-mixed run's autocast must not reach the cache)
+            with torch.autocast(self.device.type, enabled=False):
+                cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
             self._check_finite(cams, logits, first_row=rows.start + done)
             probs = logits.softmax(1)
             arrays = {

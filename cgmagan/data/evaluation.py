@@ -82,13 +82,14 @@ def derangement(n: int, seed: int) -> np.ndarray:
 class EvaluationDataModule(pl.LightningDataModule):
     """One test loader per combination, in the order of ``datasets``."""
 
-    def __init__(self, datasets: list[EvaluationDataset], batch_size: int = 64, num_workers: int = 0):
+    def __init__(self, datasets: list[EvaluationDataset], batch_size: int = 64, num_workers: int = 0,
+                 pin_memory: bool = False):  # fmt: skip
         super().__init__()
-        self.datasets, self.batch_size, self.num_workers = datasets, batch_size, num_workers
+        self.datasets, self.batch_size, self.num_workers, self.pin_memory = datasets, batch_size, num_workers, pin_memory
 
     def test_dataloader(self) -> list[DataLoader]:
         return [
-            DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
+            DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
                        sampler=unrepeated_sampler(ds, getattr(self, "trainer", None)))
             for ds in self.datasets
         ]  # fmt: skip

@@ -19,7 +19,7 @@ from cgmagan import linear_baseline
 from cgmagan.callbacks import OverlayFigure
 from cgmagan.cam import cgma_settings
 from cgmagan.config import job_fingerprint
-from cgmagan.data.base import stratified_subset
+from cgmagan.data.base import loader_workers, stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset, derangement
 from cgmagan.loggers import log_results
 from cgmagan.methods import select_methods
@@ -118,12 +118,16 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     overlays = OverlayFigure(out / "overlays.png", rows=int(ev.overlay_rows),
                              combinations=[f"{c.name} ({c.combination.kind.replace('_', ' ')})" for c in classifiers],
                              class_names=[c.data.class_names for c in classifiers])  # fmt: skip
+    # CAM methods backpropagate (no inference mode); maps and scores in float32 whatever the training precision
     trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=[overlays], enable_checkpointing=False,
-                              inference_mode=False)  # CAM methods backpropagate  # fmt: skip
+                              inference_mode=False, precision="32-true")  # fmt: skip
     log.info("evaluating %d methods on %d combinations: rank %d of %d scores %d of %d test images", len(evaluator.methods),
              len(datasets), runtime.rank, runtime.world_size,
              sum(len(range(runtime.rank, len(ds), runtime.world_size)) for ds in datasets), sum(map(len, datasets)))
-    trainer.test(evaluator, datamodule=EvaluationDataModule(datasets, batch_size=int(ev.batch_size)), verbose=False)
+    device = runtime.root_device
+    data = EvaluationDataModule(datasets, batch_size=int(ev.batch_size), num_workers=loader_workers(ev.get("num_workers"), device),
+                                pin_memory=device.type == "cuda")  # fmt: skip
+    trainer.test(evaluator, datamodule=data, verbose=False)
 
     checks = runtime.broadcast(sanity_checks(cfg, evaluator, datasets, runtime) if runtime.is_global_zero else None)
     entries = []

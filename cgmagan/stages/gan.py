@@ -48,7 +48,8 @@ def training_key(cfg: DictConfig) -> str:
     epochs, may continue from a last.ckpt with the same key."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     gan = {k: v for k, v in resolved["gan"].items() if k not in ("max_epochs", "checkpoint", "trainer", "num_workers")}
-    return digest({"gan": gan, "cgma": resolved["cgma"], "combinations": resolved["combinations"]["train"],
+    cgma = {k: v for k, v in resolved["cgma"].items() if k not in ("num_workers", "verify")}  # how, not what
+    return digest({"gan": gan, "cgma": cgma, "combinations": resolved["combinations"]["train"],
                    "seed": resolved.get("seed")})  # fmt: skip
 
 
