@@ -165,6 +165,7 @@ def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_proc
     assert "reused from" in worker_log and "training classifier" not in worker_log
     assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log), "rank 1 computes its shards"
     assert re.search(r"rank 1 of 2 scores [1-9]\d* of \d+ test images", worker_log), "rank 1 scores its images"
+    assert "sanity check: rank 1 of 2 checks combinations shapes/small_resnet" in worker_log, "and checks its combinations"
     assert tree_bytes(cache / "cgma") == reference
     second = json.loads((ddp / "results.json").read_text())
     assert second["gan_checkpoint"] == first["gan_checkpoint"]

@@ -25,7 +25,7 @@ from cgmagan.loggers import log_results
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
 from cgmagan.report import condition_importance_figure, markdown_table, run_header, sanity_check_figure, save_figure
-from cgmagan.runtime import Runtime
+from cgmagan.runtime import Runtime, all_gather_objects
 from cgmagan.sanity import ModelExplainer, model_randomisation
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.stages.classifier import TrainedClassifier
@@ -71,16 +71,23 @@ def test_items(clf: TrainedClassifier, cache: CGMACache, ev: DictConfig, seed: i
 def sanity_checks(cfg: DictConfig, evaluator: ExplanationEvaluator, datasets: list[EvaluationDataset],
                   runtime: Runtime) -> list[dict | None]:  # fmt: skip
     """The model randomisation test of every method on each combination's first
-    ``evaluate.sanity_images`` AUC images (on this process's device; None where switched off)."""
+    ``evaluate.sanity_images`` AUC images, on this process's device (None where switched off). Under
+    DDP rank r checks combinations r, r + world, ... and the ranks gather them: no rank waits while
+    another does the work (a ResNet50's cascade with Score-CAM is hours at paper size)."""
     n = int(cfg.evaluate.get("sanity_images") or 0)
     if n <= 0:
         return [None] * len(datasets)
+    mine = range(runtime.rank, len(datasets), runtime.world_size)
+    if mine:
+        log.info("sanity check: rank %d of %d checks combinations %s", runtime.rank, runtime.world_size,
+                 ", ".join(datasets[i].name for i in mine))  # fmt: skip
     device = runtime.root_device
     gan = evaluator.gan.to(device).eval() if evaluator.gan is not None else None
     constants = {k: getattr(evaluator, k).to(device) for k in ("mean_train_target", "linear_weights", "centred_gaussian")}
     cgma_cfg = cgma_settings(cfg.cgma)
-    checks = []
-    for combo, ds in enumerate(tqdm(datasets, desc="sanity check (model randomisation)", leave=False)):
+    checks = {}
+    for combo in tqdm(mine, desc="sanity check (model randomisation)", leave=False):
+        ds = datasets[combo]
         items = [ds[int(i)] for i in np.flatnonzero(ds.in_auc)[:n]]
         x = torch.stack([it["input"] for it in items]).to(device)
         classes = torch.stack([it["pred"] for it in items]).long().to(device)
@@ -88,8 +95,9 @@ def sanity_checks(cfg: DictConfig, evaluator: ExplanationEvaluator, datasets: li
         target = next(name for name, m in classifier.named_modules() if m is evaluator.target_modules[combo])
         explainer = ModelExplainer(classifier, target, gan, cgma_cfg, int(cfg.cgma.map_size), constants)
         check = model_randomisation(explainer, x, classes, evaluator.methods, seed=int(cfg.seed or 0))
-        checks.append({**check, "n_images": len(items)})
-    return checks
+        checks[combo] = {**check, "n_images": len(items)}
+    gathered = {combo: check for part in all_gather_objects(checks) for combo, check in part.items()}
+    return [gathered[combo] for combo in range(len(datasets))]
 
 
 def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
@@ -129,7 +137,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
                                 pin_memory=device.type == "cuda")  # fmt: skip
     trainer.test(evaluator, datamodule=data, verbose=False)
 
-    checks = runtime.broadcast(sanity_checks(cfg, evaluator, datasets, runtime) if runtime.is_global_zero else None)
+    checks = sanity_checks(cfg, evaluator, datasets, runtime)
     entries = []
     for clf, scores, check in zip(classifiers, evaluator.results, checks):
         share = cache.datamodule.zero_target_share(clf.name)
