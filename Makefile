@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: help install run quickstart recipe reproduce-small reproduce-paper test test-all bench lint clean
+.PHONY: help install run quickstart recipe reproduce-small reproduce-paper test test-all bench gpu-check lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: install  ## CGMA throughput, cache memory and reading, GAN step and infer
 	$(BIN)/python benchmarks/cgma_cache.py
 	$(BIN)/python benchmarks/gan_speed.py
 	$(BIN)/python benchmarks/data_memory.py
+
+gpu-check:  ## on a GPU machine, a few minutes: quickstart and one paper-size combination per stage, GAN steps, CGMA vs bare pass (no install: any python3 with the dependencies)
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py --out benchmarks/gpu_check $(ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check cgmagan tests benchmarks run.py
