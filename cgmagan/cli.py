@@ -18,6 +18,7 @@ from cgmagan import ddp_launch
 from cgmagan.config import apply_debug_preset
 from cgmagan.errors import UserError
 from cgmagan.pipeline import run_experiment
+from cgmagan.settings_help import print_help_if_asked
 
 log = logging.getLogger("cgmagan")
 
@@ -36,8 +37,15 @@ def print_config_tree(cfg: DictConfig, path: Path) -> None:
         rich.print(tree, file=f)
 
 
+def main() -> float | None:
+    """``--help``: every setting with its description (from the config files' comments); else the run."""
+    if print_help_if_asked("config", sys.argv[1:]):
+        return None
+    return run()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
     apply_debug_preset(cfg, HydraConfig.get().overrides.task)
     if cfg.get("print_config"):

@@ -29,6 +29,7 @@ from cgmagan.explanation import explain, gan_settings
 from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.report import overlay_grid, save_figure
+from cgmagan.settings_help import print_help_if_asked
 from cgmagan.stages.gan import load_gan
 
 log = logging.getLogger("cgmagan.explain")
@@ -180,8 +181,15 @@ def explain_folder(cfg: DictConfig) -> dict:
     return {"explained": [r["file"] for r in rows if r["status"] == "explained"], "skipped": [p.name for p in skipped]}
 
 
+def main() -> None:
+    """``--help``: explain's own settings with their descriptions; else explain the folder."""
+    if print_help_if_asked("explain", sys.argv[1:], groups=False):
+        return
+    run()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="explain")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     try:
         explain_folder(cfg)
     except UserError as err:

@@ -148,3 +148,37 @@ def test_the_slurm_preset_gives_each_device_a_task_and_requeues_on_timeout(tmp_p
         monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")
         with pytest.raises(ValueError, match="tasks per node"):
             SLURMEnvironment().validate_settings(num_devices=cfg.trainer.devices, num_nodes=1)
+
+
+VARIANTS = [[]] + [[f"+experiment={name}"] for name in EXPERIMENTS] + [
+    [f"{group}={p.name[:-5]}"] for group in ("dataset", "backbone", "gan", "trainer", "logger", "callbacks", "conditioning", "debug")
+    for p in (resources.files("cgmagan.conf") / group).iterdir() if p.name.endswith(".yaml")]  # fmt: skip
+
+
+def test_every_setting_of_every_experiment_and_option_has_a_description(tmp_path):
+    """--help describes every setting from the config files' own comments (one source)."""
+    from cgmagan.settings_help import all_descriptions, describe, leaves
+
+    descriptions = all_descriptions()
+    missing = {}
+    for overrides in VARIANTS:
+        for path, _ in leaves(compose_config(tmp_path, overrides)):
+            if not describe(path, descriptions):
+                missing.setdefault(path, overrides)
+    assert missing == {}, f"settings without a description (a comment in their config file): {missing}"
+
+
+def test_help_lists_the_groups_and_each_setting_with_its_value_and_description(monkeypatch, capsys):
+    import cgmagan.cli
+    import cgmagan.explain_images
+
+    monkeypatch.setattr("sys.argv", ["run.py", "--help", "+experiment=quickstart", "cgma.k=4"])
+    assert cgmagan.cli.main() is None  # printed, nothing run
+    text = capsys.readouterr().out
+    assert "cgma.k = 4    # CGMAs kept (paper: 8)" in text and "classifier.max_epochs = 3    # training epochs" in text
+    assert "  dataset: animals10, chinese_mnist, cifar10, digits" in text and "Hydra's own options" in text
+    monkeypatch.setattr("sys.argv", ["cgmagan-explain", "--help"])
+    cgmagan.explain_images.main()
+    text = capsys.readouterr().out
+    assert "warn_below = 0.5    # predicted-class probability" in text and "input_dir = '???'" in text
+    assert "cgma." not in text and "Config groups" not in text, "explain shows its own settings only"
