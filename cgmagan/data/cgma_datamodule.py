@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ from cgmagan.utils import digest, locked
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+def float32(device: torch.device):
+    """A region computed in float32 whatever the training precision: a bf16-mixed run's autocast
+    must not reach the cache. Devices without autocast (none to switch off) get a plain region."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -79,8 +88,7 @@ class ShardComputer:
         zero = done = 0
         for batch in loader:
             x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device)
-            # float32 whatever the training precision (a bf16-mixed run's autocast must not reach the cache)
-            with torch.autocast(self.device.type, enabled=False):
+            with float32(self.device):
                 cams, logits = multilayer_gradcam(self.model, x, self.layers, size=size)
             self._check_finite(cams, logits, first_row=rows.start + done)
             probs = logits.softmax(1)

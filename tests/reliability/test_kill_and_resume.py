@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_run_killed_after_its_first_gan_epoch_resumes_there_and_finishes(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "run.py"), *TINY, *FEW_METHODS, "combinations.unseen=[]", "gan.max_epochs=3", "print_config=false",
-           "+callbacks.kill._target_=tests.reliability.sigkill.SigkillOnce", f"+callbacks.kill.marker={tmp_path / 'killed'}",
+           "+callbacks.kill._target_=tests.reliability.sigkill.SignalOnce", f"+callbacks.kill.marker={tmp_path / 'killed'}",
            f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}"]  # fmt: skip
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]

@@ -24,7 +24,7 @@ def test_a_job_that_times_out_is_requeued_and_resumes_its_gan_where_it_stopped(t
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
            f"+hydra.launcher.max_num_timeout={preset.max_num_timeout}", *TINY, *FEW_METHODS, "combinations.unseen=[]",
            "combinations.train=[digits/small_vgg]", "gan.max_epochs=3", "print_config=false",
-           "+callbacks.timeout._target_=tests.reliability.sigkill.TimeoutSignalOnce",
+           "+callbacks.timeout._target_=tests.reliability.sigkill.SignalOnce", "+callbacks.timeout.signal_name=SIGUSR2",
            f"+callbacks.timeout.marker={tmp_path / 'signalled'}", f"paths.cache_dir={tmp_path / 'cache'}",
            f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
