@@ -43,8 +43,8 @@ def fit_on_cache(train_splits: list[dict[str, ShardedArrays]]) -> torch.Tensor:
         for cgmas, targets in zip(arrays["cgma"].parts, arrays["target"].parts):
             # on the host, where the cache is read: K + 1 sums per shard
             # (a copy: the shards are read-only memory maps, which torch will not wrap)
-            a, b = normal_equations(torch.from_numpy(np.array(cgmas, dtype=np.float32)),
-                                    torch.from_numpy(np.array(targets, dtype=np.float32)))  # fmt: skip
+            a, b = normal_equations(torch.as_tensor(np.array(cgmas, dtype=np.float32), device="cpu"),
+                                    torch.as_tensor(np.array(targets, dtype=np.float32), device="cpu"))  # fmt: skip
             xtx, xty = (a, b) if xtx is None else (xtx + a, xty + b)
     return solve(xtx, xty)
 

@@ -65,6 +65,10 @@ TINY = [
 # for tests of something other than the evaluation: three methods, no sanity check (Score-CAM and
 # the model randomisation cascade over every method are most of a TINY run's time)
 FEW_METHODS = ["evaluate.methods=[gradcam,gan,last_cgma]", "evaluate.sanity_images=0"]
+# for tests that read a finished run: Grad-CAM, the GAN and every baseline it is compared with (the
+# grad-cam package's CAMs and the sanity check left out)
+MAP_METHODS = ["evaluate.methods=[gradcam,gan,last_cgma,penultimate_gradcam,linear_cgma,mean_train_target,centred_gaussian]",
+               "evaluate.sanity_images=0"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +82,6 @@ def finished_run(tmp_path_factory):
         mp.delenv("WANDB_API_KEY", raising=False)
         mp.setenv("HOME", str(tmp / "home"))  # no ~/.netrc: W&B offline, as on CI
         mp.setenv("WANDB_DATA_DIR", str(tmp / "wandb-data"))
-        cfg = compose_config(tmp, [*TINY, "logger=wandb", "trainer.log_every_n_steps=1"])  # training losses logged too
+        cfg = compose_config(tmp, [*TINY, *MAP_METHODS, "logger=wandb", "trainer.log_every_n_steps=1"])  # training losses logged too
         results = run_experiment(cfg)
     return Path(cfg.paths.output_dir), results
