@@ -40,11 +40,12 @@ test: install  ## the test suite (slow tests excluded)
 test-all: install  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-bench: install  ## CGMA throughput, cache memory and reading, GAN step and inference speed, data memory, written to benchmarks/
+bench: install  ## CGMA throughput, cache memory and reading, GAN step and inference speed, data memory, the paper preset's cost per stage and method, written to benchmarks/
 	$(BIN)/python benchmarks/cgma_speed.py
 	$(BIN)/python benchmarks/cgma_cache.py
 	$(BIN)/python benchmarks/gan_speed.py
 	$(BIN)/python benchmarks/data_memory.py
+	$(BIN)/python benchmarks/paper_scale.py
 
 gpu-check:  ## on a GPU machine, a few minutes: quickstart and one paper-size combination per stage, GAN steps, CGMA vs bare pass (no install: any python3 with the dependencies)
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py --out benchmarks/gpu_check $(ARGS)

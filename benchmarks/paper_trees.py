@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# published counts: (train, test) for the torchvision files, per split or per class for the Kaggle trees
-MNIST = (60_000, 10_000)
-EMNIST_BALANCED = (112_800, 18_800)  # 47 classes
-CIFAR10 = (50_000, 10_000)
-FOOD11 = {"training": 9_866, "validation": 3_430, "evaluation": 3_347}
-ANIMALS10 = {"cane": 4_863, "cavallo": 2_623, "elefante": 1_446, "farfalla": 2_112, "gallina": 3_098, "gatto": 1_668,
-             "mucca": 1_866, "pecora": 1_820, "ragno": 4_821, "scoiattolo": 1_862}  # fmt: skip
-CHINESE_MNIST = (100, 10, 15)  # suites x samples x codes = 15,000 images of 64x64
+from cgmagan.data.published import ANIMALS10, CHINESE_MNIST, CIFAR10, EMNIST_BALANCED, FOOD11, MNIST
+
 # the sizes their photographs come in (width, height): Food-11 mostly 512 on the long side,
 # Animals-10 web thumbnails around 300x225 with some larger ones
 FOOD11_SIZES = [(512, 384), (384, 512), (512, 512), (512, 341)]

@@ -492,6 +492,23 @@ def update_readme(readme: Path, lines: list[str]) -> None:
     readme.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
 
 
+def print_estimate(args, sweeps: list[str]) -> None:
+    """Every job of ``sweeps`` with its estimated cost per stage (cgmagan.cost)."""
+    from cgmagan import cost
+
+    shared = [] if args.classifier_seed == "each" else [f"classifier.seed={args.classifier_seed}"]
+    jobs = []
+    for sweep in sweeps:
+        for swept, overrides in cost.expand([f"seed={args.seeds}", *SWEEPS[sweep]]):
+            jobs.append((sweep, swept, [*overrides, *shared, *VARIANTS[args.variant], *args.overrides]))
+    rates = cost.Rates.load(args.rates)
+    try:
+        lines = cost.report(cost.estimate(jobs, rates), rates)
+    except cost.NotEstimated as err:
+        lines = [f"no cost estimate: {err}"]
+    print("\n" + "\n".join(lines), flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant", choices=sorted(VARIANTS))
@@ -502,7 +519,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--runs", type=Path, default=Path("experiments/runs"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results"))
     parser.add_argument("--tables-only", action="store_true", help="run nothing: tables from the runs already there")
-    parser.add_argument("--dry-run", action="store_true", help="print the sweeps' commands and stop")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the sweeps' commands and every job's estimated cost per stage, and stop")
+    parser.add_argument("--rates", type=Path, default=Path("benchmarks/paper_scale.json"),
+                        help="the measurements the --dry-run estimate multiplies (benchmarks/paper_scale.py)")
     parser.add_argument("--readme", type=Path, help="fill this README's reproduce block with the summary")
     parser.epilog = "Hydra overrides for every job (launcher, paths, trainer) go after --."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -527,6 +547,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         if not args.dry_run:
             print(f"{len(needed)} sweeps in {(time.monotonic() - start) / 60:.1f} min", flush=True)
         if args.dry_run:
+            print_estimate(args, needed)
             return {}
     sweeps = load_sweeps(args.runs, args.variant, needed)
     written = {name: write_recipe(name, sweeps, args.variant, args.out) for name in names}

@@ -68,19 +68,26 @@ class Classifiers:
         return self.train + self.unseen
 
 
-def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataModule) -> str:
-    """What the trained weights depend on: the data itself (its fingerprint: another copy or version
-    of a dataset is another key), the settings of data, network and training, and ``classifier.seed``
-    (not the GAN's ``seed``: GAN seeds over the same classifier.seed share the classifiers)."""
+def classifier_settings(combo: Combination, cfg: DictConfig) -> dict:
+    """The settings of data, network and training that the trained weights depend on (and
+    ``classifier.seed``, not the GAN's ``seed``: GAN seeds over the same classifier.seed share the
+    classifiers); what the cost estimate of a sweep groups its jobs' classifiers by."""
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
             if k not in ("batch_size", "num_workers", "root", "download", "checked_dir")}  # fmt: skip
-    data["fingerprint"] = dm.fingerprint()
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     backbone = {k: v for k, v in OmegaConf.to_container(combo.backbone_cfg, resolve=True).items()
                 if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
-    return digest({"data": data, "input_size": combo.input_size, "backbone": backbone,
-                   "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
-                   "trainer": trainer, "format": 6})  # 6: classifier.seed (in cfg.classifier) apart from the GAN's  # fmt: skip
+    return {"data": data, "input_size": combo.input_size, "backbone": backbone,
+            "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
+            "trainer": trainer, "format": 6}  # 6: classifier.seed (in cfg.classifier) apart from the GAN's  # fmt: skip
+
+
+def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataModule) -> str:
+    """The settings and the data itself (its fingerprint: another copy or version of a dataset is
+    another key)."""
+    settings = classifier_settings(combo, cfg)
+    settings["data"]["fingerprint"] = dm.fingerprint()
+    return digest(settings)
 
 
 def _net(combo: Combination, dm: ClassificationDataModule, for_loading: bool = False):
