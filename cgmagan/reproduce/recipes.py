@@ -1,161 +1,32 @@
-"""The paper's tables, each from one command: five recipes over six shared sweeps.
-
-    python -m cgmagan.reproduce small                   # make reproduce-small: embedded data, CPU
-    python -m cgmagan.reproduce small --recipe sanity   # one recipe: only the sweeps it reads
-    python -m cgmagan.reproduce small --tables-only     # the tables again from finished runs
-    python -m cgmagan.reproduce paper -- hydra/launcher=slurm hydra.launcher.partition=gpu
-
-A sweep is one Hydra multirun over the seeds (3 by default: GAN training is not deterministic)
-into ``<runs>/<variant>/<sweep>/``; a rerun skips the jobs that finished (``skip_finished``), so an
-interrupted reproduction continues where it stopped, and jobs share the classifier and CGMA
-caches. A recipe reads the runs of the sweeps it needs and writes ``<out>/<variant>/<recipe>.md``
-(mean ± std over seeds, the commands that made it) and ``.png``; ``summary.md`` gathers the
-headline numbers and says which of the paper's claims held. Combinations flagged at evaluation
-(classifier near chance, or all-zero targets) are left out of every mean, and counted.
-"""
+"""The five recipes (tables and plots from the sweeps' runs), the paper's claims and the summary."""
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from cgmagan.aggregate import condition_importance, load_runs, mean_std
+from cgmagan.aggregate import condition_importance
 from cgmagan.methods import NO_TRAINING_BASELINES
-from cgmagan.report import plt, save_figure
-
-VARIANTS = {  # the preset every job of a variant starts from
-    "small": ["+experiment=reproduce_small"],  # the embedded default experiment on a CPU
-    "paper": ["+experiment=reproduce_paper"],  # six datasets, three backbones, the paper's GAN
-}
-# what the ablation table reads (the GAN, its reference and the linear baseline on the same CGMAs),
-# so the ablation jobs skip the other methods, ROAD and condition importance
-ABLATION_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.road_images=0", "evaluate.condition_importance=false"]
-# sweep name -> its overrides besides the variant's and the seeds; the LSFT jobs are every
-# ablation's reference, so no setting is run twice
-SWEEPS = {
-    "lsft": ["conditioning=lsft", "evaluate.methods=null"],  # null: every method, Score-CAM too
-    "gsft": ["conditioning=gsft"],  # the other methods' maps: the LSFT job's of the seed (same classifiers, CGMAs)
-    "cgma_k": ["cgma.k=1,2,4", *ABLATION_EVALUATION],
-    "cgma_order": ["cgma.order=backward", *ABLATION_EVALUATION],
-    "cgma_single": ["cgma.cumulative=false", *ABLATION_EVALUATION],
-    "exclude_target": ["cgma.k=7", "cgma.exclude_target_layer=false,true", *ABLATION_EVALUATION],  # the same K both ways
-    "adversarial": ["gan.lambda_adv=0", *ABLATION_EVALUATION],
-}
-GANS = ("lsft", "gsft")
-KINDS = ("seen", "unseen_backbone", "unseen_dataset", "unseen_both")
-UNSEEN = KINDS[1:]
-LEARNED = ("gan", "linear_cgma")
-PAPER = {"average_drop": 9.95, "win_vs_gradcam": 53.9, "unseen_dice": 0.6588}  # LSFT-GAN (paper-summary.md)
-
-Cell = tuple[float, float, int]  # mean, std over seeds, runs
-
-
-# ---------------------------------------------------------------- runs and cells
-
-
-def setting(run: dict, dotted: str):
-    """A run's resolved config value, e.g. ``setting(run, "cgma.k")``."""
-    node = run["results"]["config"]
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def pick(runs: list[dict], **where) -> list[dict]:
-    """The runs whose config has these values (``cgma__k=1`` for ``cgma.k``)."""
-    return [r for r in runs if all(setting(r, key.replace("__", ".")) == value for key, value in where.items())]
-
-
-def combos(run: dict, kinds=None) -> list[dict]:
-    """A run's combinations of ``kinds`` (all when None), flagged ones left out."""
-    return [c for c in run["results"]["combinations"] if (kinds is None or c["kind"] in kinds) and not c.get("flagged")]
-
-
-def run_mean(run: dict, method: str, score: str, kinds=None) -> float | None:
-    """One run's ``score`` of ``method`` averaged over its combinations of ``kinds``."""
-    values = [c["methods"][method][score] for c in combos(run, kinds)
-              if c["methods"].get(method, {}).get(score) is not None]  # fmt: skip
-    return float(np.mean(values)) if values else None
-
-
-def over_seeds(runs: list[dict], per_run: Callable[[dict], float | None]) -> Cell | None:
-    values = [v for run in runs if (v := per_run(run)) is not None]
-    return mean_std(values) if values else None
-
-
-def score_cell(runs: list[dict], method: str, score: str, kinds=None) -> Cell | None:
-    return over_seeds(runs, lambda run: run_mean(run, method, score, kinds))
-
-
-def kinds_mean_cell(runs: list[dict], method: str, score: str, kinds=UNSEEN) -> Cell | None:
-    """Per run, the mean of its per-kind means (each kind weighs the same), then over seeds."""
-
-    def per_run(run):
-        means = [m for kind in kinds if (m := run_mean(run, method, score, [kind])) is not None]
-        return float(np.mean(means)) if means else None
-
-    return over_seeds(runs, per_run)
-
-
-def fmt(cell: Cell | None, digits: int = 3) -> str:
-    return f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}" if cell else "–"
-
-
-def verdict(a: Cell, b: Cell | float) -> str:
-    """Whether ``a`` is above ``b`` (a cell or a threshold) by more than the seeds' spread."""
-    b_mean, b_std = (b[0], b[1]) if isinstance(b, tuple) else (b, 0.0)
-    margin = max(a[1], b_std)
-    return "**yes**" if a[0] - b_mean > margin else "**no**" if b_mean - a[0] > margin else "within the seed spread"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1),
-            *("| " + " | ".join(row) + " |" for row in rows)]  # fmt: skip
-
-
-def provenance(runs: list[dict], command: str) -> list[str]:
-    """What made the table: the command that regenerates it, the sweeps' commands, runs and seeds,
-    and the combinations left out as flagged."""
-    seeds = sorted({run["results"].get("seed") for run in runs}, key=str)
-    classifier_seeds = sorted({run["results"].get("classifier_seed", run["results"].get("seed")) for run in runs}, key=str)
-    flagged = sorted({f"{c['dataset']}/{c['backbone']}" for run in runs for c in run["results"]["combinations"] if c.get("flagged")})
-    what_varied = (f"GAN seeds {', '.join(map(str, seeds))} over the classifiers and data splits of classifier.seed "
-                   f"{', '.join(map(str, classifier_seeds))}" if len(classifier_seeds) < len(seeds)
-                   else f"seeds {', '.join(map(str, seeds))}, each with its own classifiers and data splits")  # fmt: skip
-    lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, {what_varied}; "
-             "mean ± std over seeds of each run's mean over combinations. Sweeps:", ""]  # fmt: skip
-    lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
-    if flagged:
-        lines += ["", f"Left out as flagged (classifier near chance or all-zero targets) in some run: {', '.join(flagged)}."]
-    accuracy = {}
-    for run in runs:
-        for c in run["results"]["combinations"]:
-            accuracy.setdefault(f"{c['dataset']}/{c['backbone']}", []).append(c["classifier_accuracy"])
-    lines += ["", "Classifier test accuracy (mean over runs): " + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in accuracy.items()) + "."]
-    return lines
-
-
-def method_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:
-    """(label, runs, method): the two GANs from their own runs, every other method from the LSFT
-    runs (the same classifiers and CGMAs as the GSFT runs of a seed, so the same maps)."""
-    lsft, gsft = sweeps["lsft"], sweeps["gsft"]
-    found = [m for run in lsft for c in run["results"]["combinations"] for m in c["methods"]]
-    others = [m for m in dict.fromkeys(found) if m != "gan"]
-    order = ["gradcam", "gradcam_pp", "scorecam", "layercam", "hirescam", "linear_cgma", *NO_TRAINING_BASELINES]
-    others.sort(key=lambda m: order.index(m) if m in order else len(order))
-    return [("GAN (LSFT)", lsft, "gan"), ("GAN (GSFT)", gsft, "gan"), *((m, lsft, m) for m in others)]
-
-
-# ---------------------------------------------------------------- the five recipes
-
+from cgmagan.report import plt
+from cgmagan.reproduce.cells import (
+    GANS,
+    KINDS,
+    PAPER,
+    UNSEEN,
+    combos,
+    fmt,
+    kinds_mean_cell,
+    method_rows,
+    over_seeds,
+    pick,
+    score_cell,
+    setting,
+    table,
+    verdict,
+)
+from cgmagan.reproduce.sweeps import SWEEPS
 
 FAITHFULNESS = (  # score, column header
     ("average_drop", "AD % ↓"), ("increase_in_confidence", "IC % ↑"), ("average_drop_top50", "AD top 50 % ↓"),
@@ -451,115 +322,3 @@ def summary(sweeps: dict[str, list[dict]], variant: str) -> list[str]:
     if all(name in sweeps for name in SWEEPS):
         lines += ["", f"Ablations (`{command} --recipe ablations`):", "", *ablation_table(sweeps)]
     return lines
-
-
-# ---------------------------------------------------------------- running
-
-
-def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str],
-                  classifier_seed: str = "0") -> list[str]:  # fmt: skip
-    """The sweep over GAN seeds ``seeds``; the classifiers (and data splits) are those of
-    ``classifier_seed``, shared by every GAN seed, or each seed's own when it is "each"."""
-    shared = [] if classifier_seed == "each" else [f"classifier.seed={classifier_seed}"]
-    return [python, "run.py", "-m", f"seed={seeds}", *shared, *VARIANTS[variant], *SWEEPS[sweep],
-            f"hydra.sweep.dir={runs_dir / variant / sweep}", *extra]  # fmt: skip
-
-
-def load_sweeps(runs_dir: Path, variant: str, names) -> dict[str, list[dict]]:
-    return {name: load_runs(runs_dir / variant / name) for name in names}
-
-
-def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
-    recipe = RECIPES[name]
-    lines, fig = recipe.write(sweeps)
-    runs = [run for sweep in recipe.sweeps for run in sweeps[sweep]]
-    text = [f"# {recipe.title} ({variant})", "", *provenance(runs, f"python -m cgmagan.reproduce {variant} --recipe {name}"), "", *lines]
-    folder = out / variant
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.md").write_text("\n".join(text) + "\n")
-    save_figure(fig, folder / f"{name}.png", bbox_inches="tight")
-    return folder / f"{name}.md"
-
-
-README_START, README_END = "<!-- reproduce-small: start -->", "<!-- reproduce-small: end -->"
-
-
-def update_readme(readme: Path, lines: list[str]) -> None:
-    """Replace the block between the README's markers with ``lines``."""
-    text = readme.read_text()
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
-
-
-def print_estimate(args, sweeps: list[str]) -> None:
-    """Every job of ``sweeps`` with its estimated cost per stage (cgmagan.cost)."""
-    from cgmagan import cost
-
-    shared = [] if args.classifier_seed == "each" else [f"classifier.seed={args.classifier_seed}"]
-    jobs = []
-    for sweep in sweeps:
-        for swept, overrides in cost.expand([f"seed={args.seeds}", *SWEEPS[sweep]]):
-            jobs.append((sweep, swept, [*overrides, *shared, *VARIANTS[args.variant], *args.overrides]))
-    rates = cost.Rates.load(args.rates)
-    try:
-        lines = cost.report(cost.estimate(jobs, rates), rates)
-    except cost.NotEstimated as err:
-        lines = [f"no cost estimate: {err}"]
-    print("\n" + "\n".join(lines), flush=True)
-
-
-def main(argv: list[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant", choices=sorted(VARIANTS))
-    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="only these (repeatable); default: all")
-    parser.add_argument("--seeds", default="0,1,2", help="GAN seeds")
-    parser.add_argument("--classifier-seed", default="0",
-                        help="the classifiers' (and data splits') seed, shared by every GAN seed; 'each': a classifier per seed")
-    parser.add_argument("--runs", type=Path, default=Path("experiments/runs"))
-    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
-    parser.add_argument("--tables-only", action="store_true", help="run nothing: tables from the runs already there")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the sweeps' commands and every job's estimated cost per stage, and stop")
-    parser.add_argument("--rates", type=Path, default=Path("benchmarks/paper_scale.json"),
-                        help="the measurements the --dry-run estimate multiplies (benchmarks/paper_scale.py)")
-    parser.add_argument("--readme", type=Path, help="fill this README's reproduce block with the summary")
-    parser.epilog = "Hydra overrides for every job (launcher, paths, trainer) go after --."
-    argv = sys.argv[1:] if argv is None else list(argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    args.overrides = argv[split + 1 :]
-    names = args.recipe or list(RECIPES)
-    needed = list(dict.fromkeys(s for name in names for s in RECIPES[name].sweeps))
-    if args.readme and README_START not in args.readme.read_text():
-        raise SystemExit(f"{args.readme} has no {README_START} ... {README_END} block to fill")
-    if not args.tables_only:
-        if not Path("run.py").is_file():
-            raise SystemExit("run from the repository root (where run.py is)")
-        start = time.monotonic()
-        for i, sweep in enumerate(needed, 1):
-            command = sweep_command(sys.executable, args.variant, sweep, args.seeds, args.runs, args.overrides,
-                                    args.classifier_seed)  # fmt: skip
-            print(f"[sweep {i} of {len(needed)}, {(time.monotonic() - start) / 60:.1f} min in] "
-                  + " ".join(shlex.quote(c) for c in command), flush=True)  # fmt: skip
-            if not args.dry_run:
-                subprocess.run(command, check=True)
-        if not args.dry_run:
-            print(f"{len(needed)} sweeps in {(time.monotonic() - start) / 60:.1f} min", flush=True)
-        if args.dry_run:
-            print_estimate(args, needed)
-            return {}
-    sweeps = load_sweeps(args.runs, args.variant, needed)
-    written = {name: write_recipe(name, sweeps, args.variant, args.out) for name in names}
-    if all(name in sweeps for name in GANS):
-        lines = summary(sweeps, args.variant)
-        (args.out / args.variant / "summary.md").write_text(f"# Summary ({args.variant})\n\n" + "\n".join(lines) + "\n")
-        if args.readme:
-            update_readme(args.readme, lines)
-    for name, path in written.items():
-        print(f"{name}: {path}")
-    return written
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""``python -m cgmagan.reproduce``."""
+
+from cgmagan.reproduce.cli import main
+
+main()

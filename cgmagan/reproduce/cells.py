@@ -1,0 +1,111 @@
+"""Cells of the recipes' tables: a score of some runs, averaged per run and then over seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from cgmagan.aggregate import mean_std
+from cgmagan.methods import NO_TRAINING_BASELINES
+
+GANS = ("lsft", "gsft")
+KINDS = ("seen", "unseen_backbone", "unseen_dataset", "unseen_both")
+UNSEEN = KINDS[1:]
+LEARNED = ("gan", "linear_cgma")
+PAPER = {"average_drop": 9.95, "win_vs_gradcam": 53.9, "unseen_dice": 0.6588}  # LSFT-GAN (paper-summary.md)
+
+Cell = tuple[float, float, int]  # mean, std over seeds, runs
+
+
+def setting(run: dict, dotted: str):
+    """A run's resolved config value, e.g. ``setting(run, "cgma.k")``."""
+    node = run["results"]["config"]
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def pick(runs: list[dict], **where) -> list[dict]:
+    """The runs whose config has these values (``cgma__k=1`` for ``cgma.k``)."""
+    return [r for r in runs if all(setting(r, key.replace("__", ".")) == value for key, value in where.items())]
+
+
+def combos(run: dict, kinds=None) -> list[dict]:
+    """A run's combinations of ``kinds`` (all when None), flagged ones left out."""
+    return [c for c in run["results"]["combinations"] if (kinds is None or c["kind"] in kinds) and not c.get("flagged")]
+
+
+def run_mean(run: dict, method: str, score: str, kinds=None) -> float | None:
+    """One run's ``score`` of ``method`` averaged over its combinations of ``kinds``."""
+    values = [c["methods"][method][score] for c in combos(run, kinds)
+              if c["methods"].get(method, {}).get(score) is not None]  # fmt: skip
+    return float(np.mean(values)) if values else None
+
+
+def over_seeds(runs: list[dict], per_run: Callable[[dict], float | None]) -> Cell | None:
+    values = [v for run in runs if (v := per_run(run)) is not None]
+    return mean_std(values) if values else None
+
+
+def score_cell(runs: list[dict], method: str, score: str, kinds=None) -> Cell | None:
+    return over_seeds(runs, lambda run: run_mean(run, method, score, kinds))
+
+
+def kinds_mean_cell(runs: list[dict], method: str, score: str, kinds=UNSEEN) -> Cell | None:
+    """Per run, the mean of its per-kind means (each kind weighs the same), then over seeds."""
+
+    def per_run(run):
+        means = [m for kind in kinds if (m := run_mean(run, method, score, [kind])) is not None]
+        return float(np.mean(means)) if means else None
+
+    return over_seeds(runs, per_run)
+
+
+def fmt(cell: Cell | None, digits: int = 3) -> str:
+    return f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}" if cell else "–"
+
+
+def verdict(a: Cell, b: Cell | float) -> str:
+    """Whether ``a`` is above ``b`` (a cell or a threshold) by more than the seeds' spread."""
+    b_mean, b_std = (b[0], b[1]) if isinstance(b, tuple) else (b, 0.0)
+    margin = max(a[1], b_std)
+    return "**yes**" if a[0] - b_mean > margin else "**no**" if b_mean - a[0] > margin else "within the seed spread"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(row) + " |" for row in rows)]  # fmt: skip
+
+
+def provenance(runs: list[dict], command: str) -> list[str]:
+    """What made the table: the command that regenerates it, the sweeps' commands, runs and seeds,
+    and the combinations left out as flagged."""
+    seeds = sorted({run["results"].get("seed") for run in runs}, key=str)
+    classifier_seeds = sorted({run["results"].get("classifier_seed", run["results"].get("seed")) for run in runs}, key=str)
+    flagged = sorted({f"{c['dataset']}/{c['backbone']}" for run in runs for c in run["results"]["combinations"] if c.get("flagged")})
+    what_varied = (f"GAN seeds {', '.join(map(str, seeds))} over the classifiers and data splits of classifier.seed "
+                   f"{', '.join(map(str, classifier_seeds))}" if len(classifier_seeds) < len(seeds)
+                   else f"seeds {', '.join(map(str, seeds))}, each with its own classifiers and data splits")  # fmt: skip
+    lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, {what_varied}; "
+             "mean ± std over seeds of each run's mean over combinations. Sweeps:", ""]  # fmt: skip
+    lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
+    if flagged:
+        lines += ["", f"Left out as flagged (classifier near chance or all-zero targets) in some run: {', '.join(flagged)}."]
+    accuracy = {}
+    for run in runs:
+        for c in run["results"]["combinations"]:
+            accuracy.setdefault(f"{c['dataset']}/{c['backbone']}", []).append(c["classifier_accuracy"])
+    lines += ["", "Classifier test accuracy (mean over runs): " + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in accuracy.items()) + "."]
+    return lines
+
+
+def method_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:
+    """(label, runs, method): the two GANs from their own runs, every other method from the LSFT
+    runs (the same classifiers and CGMAs as the GSFT runs of a seed, so the same maps)."""
+    lsft, gsft = sweeps["lsft"], sweeps["gsft"]
+    found = [m for run in lsft for c in run["results"]["combinations"] for m in c["methods"]]
+    others = [m for m in dict.fromkeys(found) if m != "gan"]
+    order = ["gradcam", "gradcam_pp", "scorecam", "layercam", "hirescam", "linear_cgma", *NO_TRAINING_BASELINES]
+    others.sort(key=lambda m: order.index(m) if m in order else len(order))
+    return [("GAN (LSFT)", lsft, "gan"), ("GAN (GSFT)", gsft, "gan"), *((m, lsft, m) for m in others)]

@@ -1,0 +1,109 @@
+"""``python -m cgmagan.reproduce``: run the sweeps a recipe needs, then write its tables."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cgmagan.reproduce as package
+from cgmagan.report import save_figure
+from cgmagan.reproduce.cells import GANS, provenance
+from cgmagan.reproduce.recipes import RECIPES, summary
+from cgmagan.reproduce.sweeps import SWEEPS, VARIANTS, load_sweeps, sweep_command
+
+
+def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
+    recipe = RECIPES[name]
+    lines, fig = recipe.write(sweeps)
+    runs = [run for sweep in recipe.sweeps for run in sweeps[sweep]]
+    text = [f"# {recipe.title} ({variant})", "", *provenance(runs, f"python -m cgmagan.reproduce {variant} --recipe {name}"), "", *lines]
+    folder = out / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.md").write_text("\n".join(text) + "\n")
+    save_figure(fig, folder / f"{name}.png", bbox_inches="tight")
+    return folder / f"{name}.md"
+
+
+README_START, README_END = "<!-- reproduce-small: start -->", "<!-- reproduce-small: end -->"
+
+
+def update_readme(readme: Path, lines: list[str]) -> None:
+    """Replace the block between the README's markers with ``lines``."""
+    text = readme.read_text()
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
+
+
+def print_estimate(args, sweeps: list[str]) -> None:
+    """Every job of ``sweeps`` with its estimated cost per stage (cgmagan.cost)."""
+    from cgmagan import cost
+
+    shared = [] if args.classifier_seed == "each" else [f"classifier.seed={args.classifier_seed}"]
+    jobs = []
+    for sweep in sweeps:
+        for swept, overrides in cost.expand([f"seed={args.seeds}", *SWEEPS[sweep]]):
+            jobs.append((sweep, swept, [*overrides, *shared, *VARIANTS[args.variant], *args.overrides]))
+    rates = cost.Rates.load(args.rates)
+    try:
+        lines = cost.report(cost.estimate(jobs, rates), rates)
+    except cost.NotEstimated as err:
+        lines = [f"no cost estimate: {err}"]
+    print("\n" + "\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(prog="python -m cgmagan.reproduce", description=package.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="only these (repeatable); default: all")
+    parser.add_argument("--seeds", default="0,1,2", help="GAN seeds")
+    parser.add_argument("--classifier-seed", default="0",
+                        help="the classifiers' (and data splits') seed, shared by every GAN seed; 'each': a classifier per seed")
+    parser.add_argument("--runs", type=Path, default=Path("experiments/runs"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument("--tables-only", action="store_true", help="run nothing: tables from the runs already there")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the sweeps' commands and every job's estimated cost per stage, and stop")
+    parser.add_argument("--rates", type=Path, default=Path("benchmarks/paper_scale.json"),
+                        help="the measurements the --dry-run estimate multiplies (benchmarks/paper_scale.py)")
+    parser.add_argument("--readme", type=Path, help="fill this README's reproduce block with the summary")
+    parser.epilog = "Hydra overrides for every job (launcher, paths, trainer) go after --."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.overrides = argv[split + 1 :]
+    names = args.recipe or list(RECIPES)
+    needed = list(dict.fromkeys(s for name in names for s in RECIPES[name].sweeps))
+    if args.readme and README_START not in args.readme.read_text():
+        raise SystemExit(f"{args.readme} has no {README_START} ... {README_END} block to fill")
+    if not args.tables_only:
+        if not Path("run.py").is_file():
+            raise SystemExit("run from the repository root (where run.py is)")
+        start = time.monotonic()
+        for i, sweep in enumerate(needed, 1):
+            command = sweep_command(sys.executable, args.variant, sweep, args.seeds, args.runs, args.overrides,
+                                    args.classifier_seed)  # fmt: skip
+            print(f"[sweep {i} of {len(needed)}, {(time.monotonic() - start) / 60:.1f} min in] "
+                  + " ".join(shlex.quote(c) for c in command), flush=True)  # fmt: skip
+            if not args.dry_run:
+                subprocess.run(command, check=True)
+        if not args.dry_run:
+            print(f"{len(needed)} sweeps in {(time.monotonic() - start) / 60:.1f} min", flush=True)
+        if args.dry_run:
+            print_estimate(args, needed)
+            return {}
+    sweeps = load_sweeps(args.runs, args.variant, needed)
+    written = {name: write_recipe(name, sweeps, args.variant, args.out) for name in names}
+    if all(name in sweeps for name in GANS):
+        lines = summary(sweeps, args.variant)
+        (args.out / args.variant / "summary.md").write_text(f"# Summary ({args.variant})\n\n" + "\n".join(lines) + "\n")
+        if args.readme:
+            update_readme(args.readme, lines)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return written

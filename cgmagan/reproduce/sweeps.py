@@ -1,0 +1,39 @@
+"""The sweeps every recipe reads, and the command that runs one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cgmagan.aggregate import load_runs
+
+VARIANTS = {  # the preset every job of a variant starts from
+    "small": ["+experiment=reproduce_small"],  # the embedded default experiment on a CPU
+    "paper": ["+experiment=reproduce_paper"],  # six datasets, three backbones, the paper's GAN
+}
+# what the ablation table reads (the GAN, its reference and the linear baseline on the same CGMAs),
+# so the ablation jobs skip the other methods, ROAD and condition importance
+ABLATION_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.road_images=0", "evaluate.condition_importance=false"]
+# sweep name -> its overrides besides the variant's and the seeds; the LSFT jobs are every
+# ablation's reference, so no setting is run twice
+SWEEPS = {
+    "lsft": ["conditioning=lsft", "evaluate.methods=null"],  # null: every method, Score-CAM too
+    "gsft": ["conditioning=gsft"],  # the other methods' maps: the LSFT job's of the seed (same classifiers, CGMAs)
+    "cgma_k": ["cgma.k=1,2,4", *ABLATION_EVALUATION],
+    "cgma_order": ["cgma.order=backward", *ABLATION_EVALUATION],
+    "cgma_single": ["cgma.cumulative=false", *ABLATION_EVALUATION],
+    "exclude_target": ["cgma.k=7", "cgma.exclude_target_layer=false,true", *ABLATION_EVALUATION],  # the same K both ways
+    "adversarial": ["gan.lambda_adv=0", *ABLATION_EVALUATION],
+}
+
+
+def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str],
+                  classifier_seed: str = "0") -> list[str]:  # fmt: skip
+    """The sweep over GAN seeds ``seeds``; the classifiers (and data splits) are those of
+    ``classifier_seed``, shared by every GAN seed, or each seed's own when it is "each"."""
+    shared = [] if classifier_seed == "each" else [f"classifier.seed={classifier_seed}"]
+    return [python, "run.py", "-m", f"seed={seeds}", *shared, *VARIANTS[variant], *SWEEPS[sweep],
+            f"hydra.sweep.dir={runs_dir / variant / sweep}", *extra]  # fmt: skip
+
+
+def load_sweeps(runs_dir: Path, variant: str, names) -> dict[str, list[dict]]:
+    return {name: load_runs(runs_dir / variant / name) for name in names}
