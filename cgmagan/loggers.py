@@ -44,7 +44,9 @@ def wandb_logger(mode: str = "auto", **kwargs) -> WandbLogger:
         log.info("W&B runs offline (no API key configured): `wandb sync %s/wandb/offline-run-*` uploads it",
                  kwargs.get("save_dir", "."))  # fmt: skip
     Path(kwargs.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
-    return WandbLogger(offline=mode == "offline", mode="disabled" if mode == "disabled" else None, **kwargs)
+    # the mode given to wandb.init itself: W&B's process-wide settings, fixed by an earlier run of this
+    # process (a notebook, a test), would otherwise decide it and ask for a login offline
+    return WandbLogger(offline=mode == "offline", mode=mode if mode in ("offline", "disabled") else None, **kwargs)
 
 
 def sweep_group() -> str | None:

@@ -49,10 +49,12 @@ def test_every_debug_preset_builds_the_trainer_and_changes_what_it_says(tmp_path
 
 @pytest.mark.parametrize("name", LOGGERS)
 def test_every_logger_preset_builds(tmp_path, name):
-    from cgmagan.loggers import build_loggers
+    from cgmagan.loggers import build_loggers, finish
 
     cfg = compose_config(tmp_path, [f"logger={name}"] + (["logger.wandb.mode=disabled"] if name in ("wandb", "many") else []))
-    kinds = sorted(type(lg).__name__ for lg in build_loggers(cfg))
+    loggers = build_loggers(cfg)
+    finish(loggers)  # a W&B run left open is the one every later WandbLogger of this process would reuse
+    kinds = sorted(type(lg).__name__ for lg in loggers)
     expected = {"csv": ["CSVLogger"], "none": [], "tensorboard": ["TensorBoardLogger"],
                 "wandb": ["CSVLogger", "WandbLogger"], "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"]}  # fmt: skip
     assert kinds == expected[name]
