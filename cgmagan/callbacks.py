@@ -100,6 +100,55 @@ class ValidationGrid(pl.Callback):
         plt.close(fig)
 
 
+def training_batches(trainer: pl.Trainer) -> int:
+    """Training batches run so far, resumed ones included: the GAN's steps (its ``global_step``
+    counts optimizer steps, two a batch while D trains and one without it)."""
+    return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+
+
+class LearningCurve(pl.Callback):
+    """The GAN's validation scores after every validation epoch, against the training step (kept in
+    checkpoints: a resumed run continues its curve). At the end of the fit: ``path``, each score's
+    curve with the linear CGMA baseline's score on the same validation data as a reference line
+    (``reference``, set by the GAN stage), also sent to loggers that take images."""
+
+    def __init__(self, path: str, scores: tuple[str, ...] = ("val/dice", "val/l1")):
+        self.path, self.scores = Path(path), list(scores)
+        self.history: list[dict] = []
+        self.reference: dict[str, float] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        self.history.append({"epoch": trainer.current_epoch, "step": training_batches(trainer),
+                             **{k: float(metrics[k]) for k in self.scores if k in metrics}})  # fmt: skip
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        fig, axes = plt.subplots(1, len(self.scores), figsize=(4.5 * len(self.scores), 3.4), squeeze=False)
+        steps = [h["step"] for h in self.history]
+        for ax, score in zip(axes[0], self.scores):
+            ax.plot(steps, [h.get(score, float("nan")) for h in self.history], marker="o", label="GAN")
+            if score in self.reference:
+                ax.axhline(self.reference[score], color="grey", linestyle="--", label="linear_cgma")
+            ax.set_xlabel("training step")
+            ax.set_title(score)
+            ax.legend()
+        fig.tight_layout()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.path, dpi=90)
+        _log_figure(trainer, "val/learning_curve", fig)
+        plt.close(fig)
+
+
 class OverlayFigure(pl.Callback):
     """After ``trainer.test`` of an :class:`~cgmagan.models.evaluation_module.ExplanationEvaluator`:
     the first ``rows`` test images of every combination (gathered from every rank), with each

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from cgmagan.data.cgma_store import ShardedArrays
+from cgmagan.metrics.agreement import dice_at_threshold
 
 
 def _design(cgmas: torch.Tensor) -> torch.Tensor:
@@ -53,3 +54,19 @@ def predict(weights: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
     """[B, K, S, S] -> heatmaps [B, S, S] in [0, 1]."""
     w = weights.to(cgmas.device, cgmas.dtype)
     return (torch.einsum("bkhw,k->bhw", cgmas, w[:-1]) + w[-1]).clamp(0, 1)
+
+
+@torch.no_grad()
+def validation_scores(weights: torch.Tensor, val_splits: list[dict[str, ShardedArrays]]) -> dict[str, float]:
+    """The baseline's val/l1 and val/dice over the pooled validation splits, per image averaged as
+    the GAN's validation logs them: the reference its learning curve is drawn against."""
+    l1 = dice = 0.0
+    n = 0
+    for arrays in val_splits:
+        for cgmas, targets in zip(arrays["cgma"].parts, arrays["target"].parts):
+            pred = predict(weights, torch.as_tensor(np.array(cgmas, dtype=np.float32), device="cpu"))
+            target = torch.as_tensor(np.array(targets, dtype=np.float32), device="cpu")
+            l1 += float((pred - target).abs().flatten(1).mean(1).sum())
+            dice += float(dice_at_threshold(pred, target).sum())
+            n += len(pred)
+    return {"val/l1": l1 / max(n, 1), "val/dice": dice / max(n, 1)}

@@ -142,8 +142,22 @@ def run_header(results: dict) -> str:
     """What produced these numbers: conditioning, seed, the GAN's training combinations, the command."""
     checkpoint = results["gan_checkpoint"] or "none kept (the GAN's final weights)"
     return (f"Conditioning **{results['conditioning'].upper()}**, seed {results['seed']}; the GAN trained on "
-            f"{', '.join(results['train_combinations'])}; GAN checkpoint: `{checkpoint}`.\n\n"
+            f"{', '.join(results['train_combinations'])}; GAN checkpoint: `{checkpoint}`.{training_line(results)}\n\n"
             f"Command: `{results['command']}`")  # fmt: skip
+
+
+def training_line(results: dict) -> str:
+    """How the GAN's training ended: steps, the plateau or the epoch cap, the best score beside the
+    linear baseline's (empty for a GAN loaded from a checkpoint)."""
+    t = results.get("gan_training")
+    if not t:
+        return ""
+    why = ("its validation score stopped improving" if t["stopped_by"] == "plateau"
+           else f"it reached the epoch cap (gan.max_epochs {t['max_epochs']}) before any plateau")  # fmt: skip
+    best = f"; best {t['monitor']} {t['best_score']:.4f} at epoch {t['best_epoch']}" if t.get("best_score") is not None else ""
+    linear = t.get("linear_cgma", {}).get(t["monitor"])
+    reference = f" (linear_cgma on the same validation data: {linear:.4f})" if linear is not None else ""
+    return f" The GAN trained {t['steps']} steps in {t['epochs']} epochs and stopped because {why}{best}{reference}."
 
 
 def markdown_table(results: dict) -> str:

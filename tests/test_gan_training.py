@@ -158,3 +158,51 @@ def test_gan_ema_decay_adds_the_averaging_callback_with_that_decay(tmp_path):
     (ema,) = [c for c in gan_callbacks(compose_config(tmp_path, ["gan.ema_decay=0.9"])) if isinstance(c, EMAWeightAveraging)]
     updated = ema._kwargs["avg_fn"](torch.zeros(3), torch.ones(3), torch.tensor(1))  # 0.9 * 0 + 0.1 * 1
     torch.testing.assert_close(updated, torch.full((3,), 0.1))
+
+
+def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and_draws_its_curve(tmp_path):
+    """Early stopping on the best checkpoint's score (val/l1): with min_delta 10 no epoch after the
+    first improves, so patience 2 stops after the third; without patience the epoch cap ends it.
+    The record says which, the best checkpoint is the one evaluated, and the curve's reference is
+    the linear CGMA baseline fit on the training data and scored on the validation data."""
+    import numpy as np
+    from omegaconf import open_dict
+
+    from cgmagan import linear_baseline
+    from cgmagan.config import resolve_paths
+    from cgmagan.metrics.agreement import dice_at_threshold
+    from cgmagan.report import training_line
+    from cgmagan.runtime import Runtime
+    from cgmagan.stages.cgma import build_cgma_cache
+    from cgmagan.stages.classifier import train_classifiers
+    from cgmagan.stages.gan import train_gan
+    from tests.conftest import TINY, compose_config
+
+    cfg = compose_config(tmp_path, [*TINY, "combinations.unseen=[]", "combinations.train=[shapes/small_resnet]",
+                                    "gan.max_epochs=8", "gan.patience=2", "gan.min_delta=10"])  # fmt: skip
+    resolve_paths(cfg)
+    runtime = Runtime.from_config(cfg)
+    cache = build_cgma_cache(cfg, train_classifiers(cfg, runtime), runtime)
+    gan = train_gan(cfg, cache, runtime)
+    t = gan.training
+    batches = min(len(cache.datamodule.train_dataloader()), cfg.trainer.limit_train_batches)  # per epoch
+    assert (t["stopped_by"], t["epochs"], t["steps"]) == ("plateau", 3, 3 * batches)
+    assert [h["epoch"] for h in t["history"]] == [0, 1, 2] and [h["step"] for h in t["history"]] == [batches, 2 * batches, 3 * batches]
+    best = min(t["history"], key=lambda h: h["val/l1"])
+    assert (t["best_epoch"], t["best_score"]) == (best["epoch"], best["val/l1"])
+    assert gan.checkpoint.name == f"gan-epoch{best['epoch']:03d}.ckpt"
+    assert (tmp_path / "out" / "figures" / "learning_curve.png").stat().st_size > 5_000
+
+    arrays = {split: cache.datamodule.arrays("shapes/small_resnet", split) for split in ("train", "val")}
+    cgmas = {s: torch.from_numpy(np.concatenate([np.array(p, dtype=np.float32) for p in a["cgma"].parts])) for s, a in arrays.items()}
+    targets = {s: torch.from_numpy(np.concatenate([np.array(p, dtype=np.float32) for p in a["target"].parts])) for s, a in arrays.items()}
+    predicted = linear_baseline.predict(linear_baseline.fit(cgmas["train"], targets["train"]), cgmas["val"])
+    assert t["linear_cgma"]["val/l1"] == pytest.approx(float((predicted - targets["val"]).abs().mean()), abs=1e-6)
+    assert t["linear_cgma"]["val/dice"] == pytest.approx(float(dice_at_threshold(predicted, targets["val"]).mean()), abs=1e-6)
+    assert "stopped because its validation score stopped improving" in training_line({"gan_training": t})
+
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.gan.patience, cfg.gan.max_epochs = str(tmp_path / "capped"), None, 2
+    capped = train_gan(cfg, cache, runtime).training
+    assert (capped["stopped_by"], capped["epochs"], capped["steps"], len(capped["history"])) == ("max_epochs", 2, 2 * batches, 2)
+    assert "because it reached the epoch cap (gan.max_epochs 2) before any plateau" in training_line({"gan_training": capped})

@@ -45,6 +45,7 @@ def test_offline_wandb_run_holds_config_results_table_captioned_overlays_and_art
         assert (files / name).stat().st_size > 1000
     assert any(files.glob("media/images/test/overlays_*.png")), "the whole overlay grid too"
     assert "val/grid" in "".join(k for h in history for k in h), "validation grids during training"
+    assert "val/learning_curve" in "".join(k for h in history for k in h), "and the learning curve at its end"
 
     # artifacts: the GAN checkpoint the results come from, and the CGMA cache manifests
     artifacts = {a.type: a for a in of_kind(run_file, "artifact")}

@@ -174,6 +174,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         "classifier_seed": cfg.classifier.seed,
         "train_combinations": [c.name for c in cache.classifiers.train],
         "gan_checkpoint": str(gan.checkpoint) if gan.checkpoint else None,
+        "gan_training": gan.training,  # steps, why it stopped, the best score, the curve, the linear baseline's
         "settings": {"area": float(ev.area), "deletion_steps": int(ev.deletion_steps),
                      "road_images": int(ev.road_images), "road_percentiles": list(ev.road_percentiles),
                      "linear_cgma_weights": [round(float(w), 6) for w in linear_weights]},  # K CGMAs, then the bias

@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EMAWeightAveraging
+from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging
 
+from cgmagan import linear_baseline
+from cgmagan.callbacks import LearningCurve, training_batches
 from cgmagan.cam import cgma_settings
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
@@ -30,6 +32,7 @@ class TrainedGAN:
     module: CGMAGAN
     checkpoint: Path | None
     cache: CGMACache
+    training: dict | None = None  # how the training went (:func:`training_record`); None when loaded
 
 
 def describe(cfg: DictConfig) -> dict:
@@ -102,13 +105,41 @@ def load_gan(path: str | Path, cfg: DictConfig | None = None) -> CGMAGAN:
         raise UserError(f"GAN checkpoint {path} does not fit {what}: {str(err).splitlines()[0]}") from None
 
 
+def monitored(cfg: DictConfig) -> tuple[str, str]:
+    """(score, mode) that picks the best checkpoint, and that early stopping watches."""
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    return str(checkpoint.get("monitor") or "val/l1"), str(checkpoint.get("mode") or "min")
+
+
 def gan_callbacks(cfg: DictConfig) -> list:
-    """The ``callbacks`` group's, and Lightning's EMA of the weights when ``gan.ema_decay`` is set:
-    validation, checkpoints and so the evaluated GAN then hold the averaged weights."""
+    """The ``callbacks`` group's; early stopping on the best checkpoint's score when ``gan.patience``
+    is set; Lightning's EMA of the weights when ``gan.ema_decay`` is set: validation, checkpoints
+    and so the evaluated GAN then hold the averaged weights."""
     callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
+    if cfg.gan.get("patience") is not None:
+        score, mode = monitored(cfg)
+        callbacks.append(EarlyStopping(monitor=score, mode=mode, patience=int(cfg.gan.patience),
+                                       min_delta=float(cfg.gan.get("min_delta") or 0.0), check_finite=True))  # fmt: skip
     if cfg.gan.get("ema_decay") is not None:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
     return callbacks
+
+
+def training_record(trainer, cfg: DictConfig, reference: dict[str, float]) -> dict:
+    """Steps and epochs trained, why training stopped (the score's plateau or the epoch cap), the
+    best validation score and its epoch, each validation's scores, and the linear baseline's."""
+    score, mode = monitored(cfg)
+    stop = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    curve = next((c for c in trainer.callbacks if isinstance(c, LearningCurve)), None)
+    history = list(curve.history) if curve else []
+    scored = [h for h in history if score in h]
+    best = (min if mode == "min" else max)(scored, key=lambda h: h[score]) if scored else None
+    plateau = bool(stop and stop.stopped_epoch > 0)
+    return {"steps": training_batches(trainer), "epochs": int(trainer.current_epoch),
+            "stopped_by": "plateau" if plateau else "max_epochs", "max_epochs": int(cfg.gan.max_epochs),
+            "patience": cfg.gan.get("patience"), "monitor": score, "mode": mode,
+            "best_epoch": best["epoch"] if best else None, "best_score": best[score] if best else None,
+            "history": history, "linear_cgma": reference}  # fmt: skip
 
 
 def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN:
@@ -123,14 +154,30 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     overrides = cfg.gan.get("trainer")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
     trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=gan_callbacks(cfg), **overrides)
+    reference = linear_reference(cache)
+    for callback in trainer.callbacks:
+        if isinstance(callback, LearningCurve):
+            callback.reference = reference
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
         log.info("GAN: resuming from %s (this run was interrupted, or is given more epochs)", last)
     trainer.fit(gan, datamodule=cache.datamodule, ckpt_path=str(last) if resume else None,
                 weights_only=False)  # our own checkpoint: it holds the hyperparameters (configs), not only tensors
+    training = training_record(trainer, cfg, reference)
+    log.info("GAN: %d steps in %d epochs, stopped by %s; best %s %s at epoch %s (linear_cgma: %s)", training["steps"],
+             training["epochs"], "the score's plateau" if training["stopped_by"] == "plateau"
+             else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"], training["best_score"],
+             training["best_epoch"], reference.get(training["monitor"]))  # fmt: skip
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
-        return TrainedGAN(gan, None, cache)
+        return TrainedGAN(gan, None, cache, training)
     log.info("GAN: using the best checkpoint %s", best)
-    return TrainedGAN(load_gan(best, cfg), Path(best), cache)
+    return TrainedGAN(load_gan(best, cfg), Path(best), cache, training)
+
+
+def linear_reference(cache: CGMACache) -> dict[str, float]:
+    """The linear CGMA baseline, fit on the GAN's training data, scored on its validation data."""
+    dm = cache.datamodule
+    weights = linear_baseline.fit_on_cache([dm.arrays(name, "train") for name in dm.train_names])
+    return linear_baseline.validation_scores(weights, [dm.arrays(name, "val") for name in dm.train_names])
