@@ -64,6 +64,9 @@ class OnDevice(torch.Tensor):
     def tolist(self):  # a device tensor copies to the host for it, as on a GPU
         return self.elem.tolist()
 
+    def __format__(self, spec: str) -> str:  # f"{loss:.3f}" of a scalar copies it to the host, as on a GPU
+        return self.elem.__format__(spec)
+
     def numpy(self, *, force: bool = False):
         raise TypeError(f"can't convert {DEVICE} device type tensor to numpy. Use Tensor.cpu() to copy the tensor "
                         "to host memory first.")  # fmt: skip

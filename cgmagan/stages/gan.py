@@ -50,7 +50,9 @@ def training_key(cfg: DictConfig) -> str:
     """What a GAN's training depends on, its length aside: a killed run, or one given more
     epochs, may continue from a last.ckpt with the same key."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    gan = {k: v for k, v in resolved["gan"].items() if k not in ("max_epochs", "checkpoint", "trainer", "num_workers")}
+    # when it stops (the cap, the patience) and how it is fed are not what it learns
+    gan = {k: v for k, v in resolved["gan"].items()
+           if k not in ("max_epochs", "patience", "min_delta", "checkpoint", "trainer", "num_workers")}
     cgma = {k: v for k, v in resolved["cgma"].items() if k not in ("num_workers", "verify")}  # how, not what
     return digest({"gan": gan, "cgma": cgma, "combinations": resolved["combinations"]["train"],
                    "seed": resolved.get("seed")})  # fmt: skip
