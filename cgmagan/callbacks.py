@@ -107,8 +107,8 @@ def training_batches(trainer: pl.Trainer) -> int:
 
 
 class LearningCurve(pl.Callback):
-    """The GAN's validation scores after every validation epoch, against the training step (kept in
-    checkpoints: a resumed run continues its curve). At the end of the fit: ``path``, each score's
+    """The GAN's validation scores (every ``val/`` metric) after every validation, against the training
+    step (kept in checkpoints: a resumed run continues its curve). At the end of the fit: ``path``, each of ``scores``'s
     curve with the linear CGMA baseline's score on the same validation data as a reference line
     (``reference``, set by the GAN stage), also sent to loggers that take images."""
 
@@ -122,7 +122,7 @@ class LearningCurve(pl.Callback):
             return
         metrics = trainer.callback_metrics
         self.history.append({"epoch": trainer.current_epoch, "step": training_batches(trainer),
-                             **{k: float(metrics[k]) for k in self.scores if k in metrics}})  # fmt: skip
+                             **{k: float(v) for k, v in sorted(metrics.items()) if k.startswith("val/")}})  # fmt: skip
 
     def state_dict(self) -> dict:
         return {"history": self.history}

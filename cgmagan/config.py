@@ -58,6 +58,10 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cgma.verify, VERIFY_MODES, "cgma.verify")
     _positive(cgma, "cgma", ("k", "map_size", "batch_size", "shard_size", "max_per_split"))
     _positive(cfg.gan, "gan", ("map_size", "batch_size", "max_epochs"))
+    faith = cfg.gan.get("faithfulness") or {}
+    bad = {k: v for k, v in faith.items() if float(v) < 0}
+    if bad:
+        raise ConfigError(f"gan.faithfulness holds loss weights, 0 or more, got {bad}")
     if float(cfg.gan.get("lambda_adv", 1.0)) < 0:
         raise ConfigError(f"gan.lambda_adv is a loss weight, 0 or more (0 trains on L1 alone), got {cfg.gan.lambda_adv!r}")
     if cfg.gan.get("ema_decay") is not None and not 0 < float(cfg.gan.ema_decay) < 1:

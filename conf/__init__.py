@@ -18,5 +18,15 @@ def _slurm_gpus(accelerator, devices) -> int:
     return 0 if str(accelerator) == "cpu" else _slurm_tasks(devices)
 
 
+def _gan_monitor(lambda_l1, faithfulness_weight) -> str:
+    """The GAN's validation score that picks its best checkpoint and stops its training: agreement
+    with Grad-CAM (val/l1) when it only imitates Grad-CAM, the faithfulness objective when it is
+    trained on that alone, the weighted sum of both (val/objective) when trained on both."""
+    if float(faithfulness_weight or 0) <= 0:
+        return "val/l1"
+    return "val/faithfulness" if float(lambda_l1 or 0) <= 0 else "val/objective"
+
+
 OmegaConf.register_new_resolver("cgmagan_slurm_tasks", _slurm_tasks, replace=True)
 OmegaConf.register_new_resolver("cgmagan_slurm_gpus", _slurm_gpus, replace=True)
+OmegaConf.register_new_resolver("cgmagan_gan_monitor", _gan_monitor, replace=True)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cgmagan.archs import GSFTGenerator, LSFTGenerator, PatchDiscriminator
@@ -72,3 +73,29 @@ def test_cgma_skip_adds_a_linear_function_of_the_cgmas_to_the_output_logit():
             torch.testing.assert_close(gen(image, cgmas), expected)
     plain = LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8)
     assert plain.head.skip is None
+
+
+def test_linear_output_starts_at_the_linear_baseline_and_pulls_back_pixels_beyond_the_range():
+    """With ``linear_output`` the trunk's last conv starts at zero, so after ``start_at(w)`` the map
+    is linear_baseline.predict(w, cgmas) exactly (clamped to [0, 1]); a pixel clamped at 1 whose
+    target is below still gets a gradient (a plain clamp would give it none)."""
+    from cgmagan import linear_baseline
+
+    torch.manual_seed(0)
+    image, cgmas = torch.randn(2, 3, 16, 16), torch.rand(2, 4, 16, 16)
+    weights = torch.tensor([0.9, -0.4, 0.7, 0.3, -0.1])  # sums beyond 1 and below 0 occur
+    for gen in (LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, cgma_skip=True, linear_output=True),
+                GSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, num_blocks=2, cgma_skip=True, linear_output=True)):  # fmt: skip
+        gen.head.start_at(weights)
+        expected = linear_baseline.predict(weights, cgmas)
+        out = gen(image, cgmas)[:, 0]
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+        assert out.min() == 0 and out.max() == 1  # the clamp was reached on both sides
+        raw = (cgmas * weights[:4].view(1, 4, 1, 1)).sum(1) + weights[4]
+        above = raw > 1
+        (out * above).sum().backward()  # d/dbias of the clamped pixels' sum
+        assert gen.head.skip.bias.grad.item() == pytest.approx(float(above.sum()))
+    with pytest.raises(ValueError, match="cgma_skip"):
+        LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, linear_output=True)
+    with pytest.raises(ValueError, match="3 CGMA weights, the generator 4"):
+        LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, cgma_skip=True).head.start_at(torch.zeros(4))

@@ -184,3 +184,27 @@ def test_help_lists_the_groups_and_each_setting_with_its_value_and_description(m
     text = capsys.readouterr().out
     assert "warn_below = 0.5    # predicted-class probability" in text and "input_dir = '???'" in text
     assert "cgma." not in text and "Config groups" not in text, "explain shows its own settings only"
+
+
+@pytest.mark.parametrize(("overrides", "score"), [
+    ([], "val/l1"),  # imitating Grad-CAM: agreement with it
+    (["gan.faithfulness.weight=10", "gan.module.lambda_l1=0", "gan.lambda_adv=0"], "val/faithfulness"),  # faithful only
+    (["gan.faithfulness.weight=10"], "val/objective"),  # both: the weighted sum
+])  # fmt: skip
+def test_the_gan_stops_and_keeps_its_best_checkpoint_on_the_score_of_its_objective(tmp_path, overrides, score):
+    from cgmagan.stages.gan import gan_callbacks, monitored
+
+    cfg = compose_config(tmp_path, overrides)
+    assert monitored(cfg) == (score, "min")
+    callbacks = gan_callbacks(cfg)
+    (best,) = [c for c in callbacks if type(c).__name__ == "ModelCheckpoint" and c.monitor]
+    (stop,) = [c for c in callbacks if type(c).__name__ == "EarlyStopping"]
+    assert best.monitor == stop.monitor == score
+
+
+def test_negative_faithfulness_weights_are_refused(tmp_path):
+    from cgmagan.config import validate
+    from cgmagan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gan.faithfulness holds loss weights"):
+        validate(compose_config(tmp_path, ["gan.faithfulness.area=-1"]))

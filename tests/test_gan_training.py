@@ -196,7 +196,8 @@ def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and
     arrays = {split: cache.datamodule.arrays("shapes/small_resnet", split) for split in ("train", "val")}
     cgmas = {s: torch.from_numpy(np.concatenate([np.array(p, dtype=np.float32) for p in a["cgma"].parts])) for s, a in arrays.items()}
     targets = {s: torch.from_numpy(np.concatenate([np.array(p, dtype=np.float32) for p in a["target"].parts])) for s, a in arrays.items()}
-    predicted = linear_baseline.predict(linear_baseline.fit(cgmas["train"], targets["train"]), cgmas["val"])
+    fitted = linear_baseline.fit(cgmas["train"], targets["train"])
+    predicted = linear_baseline.predict(fitted, cgmas["val"])
     assert t["linear_cgma"]["val/l1"] == pytest.approx(float((predicted - targets["val"]).abs().mean()), abs=1e-6)
     assert t["linear_cgma"]["val/dice"] == pytest.approx(float(dice_at_threshold(predicted, targets["val"]).mean()), abs=1e-6)
     assert "stopped because its validation score stopped improving" in training_line({"gan_training": t})
@@ -206,3 +207,105 @@ def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and
     capped = train_gan(cfg, cache, runtime).training
     assert (capped["stopped_by"], capped["epochs"], capped["steps"], len(capped["history"])) == ("max_epochs", 2, 2 * batches, 2)
     assert "because it reached the epoch cap (gan.max_epochs 2) before any plateau" in training_line({"gan_training": capped})
+
+    # gan.start_at_linear (the default): before training the generator's map is linear_cgma's,
+    # with the weights fit on the training data (the independent fit above)
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.gan.max_epochs = str(tmp_path / "untrained"), 0
+    assert cfg.gan.start_at_linear
+    untrained = train_gan(cfg, cache, runtime)
+    assert untrained.checkpoint is None and untrained.training["steps"] == 0
+    torch.testing.assert_close(untrained.linear_weights, fitted, atol=1e-6, rtol=0)
+    val = next(iter(cache.datamodule.val_dataloader()))
+    with torch.no_grad():
+        generated = untrained.module(val["image"].float(), val["cgma"].float())
+    torch.testing.assert_close(generated, linear_baseline.predict(fitted, val["cgma"].float()), atol=1e-5, rtol=0)
+
+
+class TopLeftClassifier(torch.nn.Module):
+    """Class 1's logit is 8 x the mean of the image's top-left quadrant - 4; class 0's is 0: the
+    decision depends on that region only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        one = 8 * x[:, :, : x.shape[-2] // 2, : x.shape[-1] // 2].mean((1, 2, 3)) - 4
+        return torch.stack([torch.zeros_like(one), one], 1)
+
+
+def test_the_faithfulness_objective_moves_the_generator_to_a_small_map_that_keeps_the_class():
+    """Trained on the faithfulness objective alone (no L1, no D), a generator that starts at a flat
+    0.5 map (class 1 at p = 0.5 on the masked input) learns to keep the top-left region, on which the
+    classifier decides, and to drop the rest (the area penalty): p rises, the map's area falls."""
+    from cgmagan.metrics.keep import keep_terms
+
+    torch.manual_seed(0)
+    s = 8
+    image = torch.full((4, 3, s, s), 0.2)
+    image[:, :, : s // 2, : s // 2] = 1.0  # the object, where the classifier looks
+    batch = {"image": image, "cgma": torch.rand(4, 2, s, s), "target": torch.zeros(4, s, s),
+             "input": image[:, :1], "pred": torch.ones(4, dtype=torch.long), "combo": torch.zeros(4, dtype=torch.long)}  # fmt: skip
+    generator = LSFTGenerator(2, nf=8, cond_nf=4, cond_hidden=8, cgma_skip=True, linear_output=True)
+    generator.head.start_at(torch.tensor([0.0, 0.0, 0.5]))
+    adam = partial(torch.optim.Adam, lr=3e-3, betas=(0.5, 0.999))
+    gan = CGMAGAN(generator, PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam, lambda_l1=0.0, lambda_adv=0.0,
+                  faithfulness={"weight": 1.0, "area": 1.0, "smoothness": 0.0})  # fmt: skip
+    classifier = TopLeftClassifier()
+    gan.attach_classifiers([classifier])
+
+    def state() -> tuple[float, float, float]:
+        with torch.no_grad():
+            maps = gan(batch["image"], batch["cgma"])[:, None]
+            p = classifier(batch["input"] * maps).softmax(1)[:, 1].mean()
+            return float(p), float(maps[..., : s // 2, : s // 2].mean()), float(maps.mean())
+
+    p0, inside0, area0 = state()
+    assert (p0, inside0, area0) == (pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5))
+    loss0 = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["input"], batch["pred"], batch["combo"], [classifier])
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(gan, train_dataloaders=DataLoader([batch] * 150, batch_size=None))
+    p, inside, area = state()
+    assert p > 0.85 and inside > 0.75  # the region the decision depends on is kept ...
+    assert area < 0.4  # ... and the map shrank elsewhere: (area - inside / 4) / (3 / 4) is the rest's mean
+    assert (area - inside / 4) / 0.75 < 0.25
+    loss = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["input"], batch["pred"], batch["combo"], [classifier])
+    assert loss.total(1.0, 0.0) < loss0.total(1.0, 0.0) - 0.3
+
+
+def test_a_faithfulness_trained_gan_reads_each_rows_classifier_input_and_stops_on_its_faithfulness(tmp_path):
+    """With the faithfulness objective alone, the loaders serve every cache row's own classifier
+    input (the image the cache holds at the map size is that input, downsampled), its explained
+    class and combination; the run is judged on val/faithfulness, not on agreement with Grad-CAM."""
+    import torch.nn.functional as F
+
+    from cgmagan.config import resolve_paths
+    from cgmagan.data.cgma_datamodule import to_rgb
+    from cgmagan.runtime import Runtime
+    from cgmagan.stages.cgma import build_cgma_cache
+    from cgmagan.stages.classifier import train_classifiers
+    from cgmagan.stages.gan import train_gan
+    from tests.conftest import TINY, compose_config
+
+    cfg = compose_config(tmp_path, [*TINY, "combinations.unseen=[]", "gan.faithfulness.weight=1",
+                                    "gan.module.lambda_l1=0", "gan.lambda_adv=0", "gan.patience=null"])  # fmt: skip
+    resolve_paths(cfg)
+    runtime = Runtime.from_config(cfg)
+    cache = build_cgma_cache(cfg, train_classifiers(cfg, runtime), runtime)
+    t = train_gan(cfg, cache, runtime).training
+    assert t["monitor"] == "val/faithfulness" and t["best_score"] == pytest.approx(t["history"][0]["val/faithfulness"])
+    assert {"val/keep", "val/area", "val/l1"} <= set(t["history"][0])
+
+    dm = cache.datamodule
+    assert not dm.serve_inputs  # only while the faithful GAN trains
+    dm.serve_inputs = True
+    pooled = dm._pooled("train")
+    names = dm.train_names
+    for row in (0, len(pooled.datasets[0]) - 1, len(pooled) - 1):
+        item = pooled[row]
+        combo = int(item["combo"])
+        assert combo == (0 if row < len(pooled.datasets[0]) else 1)
+        expected = F.interpolate(to_rgb(item["input"][None]), size=int(cfg.gan.map_size), mode="bilinear",
+                                 align_corners=False).clamp(0, 1)[0]  # fmt: skip
+        torch.testing.assert_close(item["image"].float(), expected, atol=2e-3, rtol=0)
+        local = row - (len(pooled.datasets[0]) if combo else 0)
+        source = dm.sources[names[combo]].data.dataset("train")
+        assert int(item["pred"]) == int(cache.classifiers.train[combo].module.net(source[int(dm.indices(names[combo], "train")[local])][0][None]).argmax())

@@ -20,10 +20,11 @@ class GSFTGenerator(nn.Module):
         cond_hidden: int = 128,
         num_blocks: int = 32,
         cgma_skip: bool = False,
+        linear_output: bool = False,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas
-        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0)
+        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0, linear_output=linear_output)
         self.condition = ConditionNet(num_cgmas, cond_hidden, cond_nf)
         self.blocks = nn.ModuleList(ResBlockSFT(nf, cond_nf) for _ in range(num_blocks))
 

@@ -25,10 +25,11 @@ class LSFTGenerator(nn.Module):
         sft_per_group: int = 1,
         plain_between_groups: bool = True,
         cgma_skip: bool = False,
+        linear_output: bool = False,
     ):
         super().__init__()
         self.num_cgmas = num_cgmas
-        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0)
+        self.head = HeatmapHead(in_ch, nf, cgma_skip=num_cgmas if cgma_skip else 0, linear_output=linear_output)
         self.condition = ConditionNet(1, cond_hidden, cond_nf)
         self.groups = nn.ModuleList(
             nn.ModuleList(ResBlockSFT(nf, cond_nf) for _ in range(sft_per_group)) for _ in range(num_cgmas)

@@ -74,21 +74,41 @@ class ResBlock(nn.Module):
 
 
 class HeatmapHead(nn.Module):
-    """Image stem and 1-channel sigmoid output shared by both generators.
+    """Image stem and 1-channel output shared by both generators.
 
     ``cgma_skip`` = K > 0 adds a per-pixel linear function of the K CGMAs (a 1x1 conv) to the
-    output logit: the learned linear baseline becomes a path of the generator, and the trunk
-    learns what it misses.
+    output: the learned linear baseline becomes a path of the generator, and the trunk learns what
+    it misses. The output is the sigmoid of the sum (the paper's), or with ``linear_output`` the sum
+    clamped to [0, 1], which is :mod:`cgmagan.linear_baseline`'s form: the trunk's last conv starts
+    at zero, so after :meth:`start_at` the generator's map is the baseline's until training moves it.
     """
 
-    def __init__(self, in_ch: int = 3, nf: int = 64, cgma_skip: int = 0):
+    def __init__(self, in_ch: int = 3, nf: int = 64, cgma_skip: int = 0, linear_output: bool = False):
         super().__init__()
+        if linear_output and not cgma_skip:
+            raise ValueError("linear_output needs the linear CGMA path (cgma_skip): set gan.cgma_skip=true "
+                             "or gan.start_at_linear=false")  # fmt: skip
         self.stem = nn.Conv2d(in_ch, nf, 3, padding=1)
         self.trunk_out = nn.Conv2d(nf, nf, 3, padding=1)
         self.out = nn.Sequential(
             nn.Conv2d(nf, nf, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(nf, 1, 3, padding=1)
         )
         self.skip = nn.Conv2d(cgma_skip, 1, 1) if cgma_skip else None
+        self.linear_output = linear_output
+        if linear_output:  # the trunk adds nothing before training (ControlNet's zero conv)
+            nn.init.zeros_(self.out[-1].weight)
+            nn.init.zeros_(self.out[-1].bias)
+
+    @torch.no_grad()
+    def start_at(self, weights: torch.Tensor) -> None:
+        """Set the linear CGMA path to :func:`cgmagan.linear_baseline.fit`'s weights [K + 1] (bias last)."""
+        if self.skip is None:
+            raise ValueError("this generator has no linear CGMA path (cgma_skip) to start from")
+        k = self.skip.in_channels
+        if weights.shape != (k + 1,):
+            raise ValueError(f"the linear baseline has {len(weights) - 1} CGMA weights, the generator {k}")
+        self.skip.weight.copy_(weights[:k].view(1, k, 1, 1))
+        self.skip.bias.copy_(weights[k:])
 
     def finish(self, stem_feat: torch.Tensor, trunk_feat: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         # global skip around the residual trunk, then the 1-channel heatmap in [0, 1]
@@ -96,4 +116,8 @@ class HeatmapHead(nn.Module):
         logit = self.out(feat)  # [B, 1, S, S]
         if self.skip is not None:
             logit = logit + self.skip(cgmas)
-        return torch.sigmoid(logit)
+        if not self.linear_output:
+            return torch.sigmoid(logit)
+        # the clamped value, with the gradient of the unclamped one: a pixel beyond [0, 1] whose
+        # target is inside still gets pulled back (a plain clamp would give it no gradient)
+        return logit.clamp(0, 1).detach() + (logit - logit.detach())

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, penultimate_position, select_layers
@@ -136,18 +136,29 @@ class CGMADataset(Dataset):
 
     Half the bytes to copy, collate and send to the device, and no float32 conversion on the CPU
     (numpy's is ~7x slower than the read itself); :class:`CGMAGAN` casts batches on the device.
+
+    With ``source`` (the combination's dataset split) and ``rows`` (the dataset item of each cache
+    row), items also hold what the faithfulness objective needs: ``input``, the classifier's own
+    input at its own size (the cache keeps the image at the map size only), ``pred``, the explained
+    class, and ``combo``, the index of the combination's classifier.
     """
 
     FIELDS = ("image", "cgma", "target")
 
-    def __init__(self, arrays: dict[str, ShardedArrays]):
-        self.arrays = {n: arrays[n] for n in self.FIELDS}
+    def __init__(self, arrays: dict[str, ShardedArrays], source: Dataset | None = None, rows: np.ndarray | None = None,
+                 combo: int = 0):  # fmt: skip
+        self.arrays = {n: arrays[n] for n in (*self.FIELDS, *(("pred",) if source is not None else ()))}
+        self.source, self.rows, self.combo = source, rows, combo
 
     def __len__(self) -> int:
         return len(self.arrays["target"])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {n: torch.from_numpy(np.array(a[i])) for n, a in self.arrays.items()}
+        item = {n: torch.from_numpy(np.array(a[i])) for n, a in self.arrays.items()}
+        if self.source is not None:
+            item["input"] = self.source[int(self.rows[i])][0]
+            item["combo"] = torch.tensor(self.combo)
+        return item
 
 
 class CGMADataModule(pl.LightningDataModule):
@@ -171,6 +182,7 @@ class CGMADataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed  # the GAN's shuffles
         self.subset_seed = seed if subset_seed is None else subset_seed  # which images a cache holds: the classifier's
+        self.serve_inputs = False  # batches with each row's classifier input, class and combination (the faithfulness objective)
         self.manifests: dict[tuple[str, str], dict] = {}
         self._indices: dict[tuple[str, str], np.ndarray] = {}
 
@@ -286,12 +298,27 @@ class CGMADataModule(pl.LightningDataModule):
         return self.store(name, split).load()
 
     def _pooled(self, split: str) -> ConcatDataset:
-        return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
+        if not self.serve_inputs:
+            return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
+        return ConcatDataset([CGMADataset(self.arrays(n, split), self.sources[n].data.dataset(split),
+                                          self.indices(n, split), combo)
+                              for combo, n in enumerate(self.train_names)])  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         pooled = self._pooled("train")
         return DataLoader(pooled, batch_size=self.batch_size, sampler=EpochShuffle(pooled, self.seed),
-                          num_workers=self.num_workers)  # fmt: skip
+                          num_workers=self.num_workers, collate_fn=collate_rows)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._pooled("val"), batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(self._pooled("val"), batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=collate_rows)  # fmt: skip
+
+
+def collate_rows(items: list[dict[str, torch.Tensor]]) -> dict:
+    """Torch's collation, except for classifier inputs of several shapes (a grayscale and a colour
+    dataset, other input sizes): those stay a list, one tensor per row."""
+    inputs = [item.pop("input") for item in items] if "input" in items[0] else None
+    batch = default_collate(items)
+    if inputs is not None:
+        batch["input"] = torch.stack(inputs) if len({x.shape for x in inputs}) == 1 else inputs
+    return batch

@@ -4,6 +4,7 @@ LightningModule built from ``conf/gan`` (generator and discriminator nested, opt
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from cgmagan.errors import NumericalError
 from cgmagan.metrics.agreement import dice_at_threshold, pearson
+from cgmagan.metrics.keep import keep_terms
 
 
-def as_float32(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Cached maps arrive float16 (half the bytes to read and transfer); compute in float32, on the device."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
+def as_float32(batch: dict) -> dict:
+    """Cached maps arrive float16 (half the bytes to read and transfer); compute in float32, on the
+    device. A list (classifier inputs of several shapes) is left as it is."""
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in batch.items()}
 
 
 def gan_input(image: torch.Tensor) -> torch.Tensor:
@@ -35,9 +38,13 @@ def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, decay_start
 
 
 class CGMAGAN(pl.LightningModule):
-    """pix2pix-style training: D and G updated every step, lambda_adv * adversarial + lambda_l1 * L1.
+    """pix2pix-style training: D and G updated every step, lambda_adv * adversarial + lambda_l1 * L1,
+    plus, with ``faithfulness.weight`` > 0, TAME / L-CAM's objective (:mod:`cgmagan.metrics.keep`):
+    the training combinations' classifiers (frozen, :meth:`attach_classifiers`) fed their input
+    times the generated map should keep the explained class, with ``faithfulness.area`` times the
+    map's mean and ``faithfulness.smoothness`` times its roughness as penalties.
 
-    ``lambda_adv`` = 0 trains G on L1 alone (D is not updated); ``use_image`` = False gives G a
+    ``lambda_adv`` = 0 trains G without D (D is not updated); ``use_image`` = False gives G a
     blank image, so its map can come from the CGMAs only (D still sees the image); ``scheduler``
     (optional) is called with each optimizer and the run's total steps and stepped every batch.
     """
@@ -52,6 +59,7 @@ class CGMAGAN(pl.LightningModule):
         lambda_adv: float = 1.0,
         use_image: bool = True,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        faithfulness: dict | None = None,
         description: dict | None = None,
     ):
         """``description``: the networks' configs, map size and CGMA settings, saved with the
@@ -61,6 +69,30 @@ class CGMAGAN(pl.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.automatic_optimization = False
+        self._classifiers: list[nn.Module] = []  # a plain list: not saved in the GAN's checkpoints
+
+    @property
+    def faithful(self) -> bool:
+        return float((self.hparams.faithfulness or {}).get("weight") or 0) > 0
+
+    def attach_classifiers(self, classifiers: list[nn.Module]) -> None:
+        """The training combinations' classifiers, in the order of the batches' ``combo`` index; frozen
+        copies, so that the originals keep their gradients for Grad-CAM and their mode."""
+        self._classifiers = [copy.deepcopy(c).eval().requires_grad_(False) for c in classifiers]
+
+    def on_fit_start(self) -> None:
+        if self.faithful and not self._classifiers:
+            raise RuntimeError("gan.faithfulness.weight > 0 needs the classifiers: call attach_classifiers() before fit")
+        self._classifiers = [c.to(self.device) for c in self._classifiers]
+
+    on_validation_start = on_fit_start  # trainer.validate() alone, too
+
+    def _faithfulness(self, fake: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """The weighted faithfulness objective of ``fake`` [B, 1, S, S], and its parts to log."""
+        f = self.hparams.faithfulness
+        terms = keep_terms(fake, batch["input"], batch["pred"].long(), batch["combo"].long(), self._classifiers)
+        total = terms.total(float(f.get("area", 0.0)), float(f.get("smoothness", 0.0)))
+        return total, {"keep": terms.keep, "area": terms.area, "faithfulness": total}
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] in [0, 1], [B, K, S, S] -> heatmap [B, S, S] in [0, 1]."""
@@ -108,6 +140,10 @@ class CGMAGAN(pl.LightningModule):
 
         loss_l1 = F.l1_loss(fake, target)
         loss_g = self.hparams.lambda_l1 * loss_l1
+        if self.faithful:
+            faith, parts = self._faithfulness(fake, batch)
+            loss_g = loss_g + float(self.hparams.faithfulness["weight"]) * faith
+            logs.update({f"train/{k}": v for k, v in parts.items()})
         if adversarial:
             loss_adv = self._bce(self.discriminator(image, fake), True)
             loss_g = loss_g + self.hparams.lambda_adv * loss_adv
@@ -122,11 +158,18 @@ class CGMAGAN(pl.LightningModule):
         self.log_dict({**logs, "train/l1": loss_l1}, prog_bar=True)
 
     def validation_step(self, batch, _idx) -> dict[str, torch.Tensor]:
-        """Logs val/l1, val/dice and val/pearson; returns the generated maps for callbacks that draw them."""
+        """Logs val/l1, val/dice and val/pearson (with the faithfulness objective: its parts, and
+        val/objective, G's weighted objective without D); returns the generated maps for callbacks."""
         batch = as_float32(batch)
         fake = self(batch["image"], batch["cgma"])
         target = batch["target"]
-        self.log("val/l1", F.l1_loss(fake, target), prog_bar=True, sync_dist=True)
+        l1 = F.l1_loss(fake, target)
+        if self.faithful:
+            faith, parts = self._faithfulness(fake[:, None], batch)
+            self.log_dict({f"val/{k}": v for k, v in parts.items()}, sync_dist=True)
+            objective = self.hparams.lambda_l1 * l1 + float(self.hparams.faithfulness["weight"]) * faith
+            self.log("val/objective", objective, sync_dist=True)
+        self.log("val/l1", l1, prog_bar=True, sync_dist=True)
         self.log("val/dice", dice_at_threshold(fake, target).mean(), prog_bar=True, sync_dist=True)
         self.log("val/pearson", pearson(fake, target).mean(), sync_dist=True)
         return {"generated": fake}

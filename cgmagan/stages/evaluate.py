@@ -15,7 +15,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from cgmagan import linear_baseline
 from cgmagan.callbacks import OverlayFigure
 from cgmagan.cam import cgma_settings
 from cgmagan.config import job_fingerprint
@@ -29,7 +28,7 @@ from cgmagan.runtime import Runtime, all_gather_objects
 from cgmagan.sanity import ModelExplainer, model_randomisation
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.stages.classifier import TrainedClassifier
-from cgmagan.stages.gan import TrainedGAN
+from cgmagan.stages.gan import TrainedGAN, fit_linear_baseline
 from cgmagan.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
     classifiers = cache.classifiers.all
     ev = cfg.evaluate
     datasets = [test_items(c, cache, ev, cfg.classifier.seed or 0) for c in classifiers]  # the same images for every GAN seed
-    linear_weights = linear_baseline.fit_on_cache([cache.datamodule.arrays(c.name, "train") for c in cache.classifiers.train])
+    linear_weights = gan.linear_weights if gan.linear_weights is not None else fit_linear_baseline(cache)
     evaluator = ExplanationEvaluator(
         names=[c.name for c in classifiers],
         classifiers=[c.module.net for c in classifiers],

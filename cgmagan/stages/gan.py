@@ -33,6 +33,7 @@ class TrainedGAN:
     checkpoint: Path | None
     cache: CGMACache
     training: dict | None = None  # how the training went (:func:`training_record`); None when loaded
+    linear_weights: torch.Tensor | None = None  # the linear CGMA baseline fit on the same data; None when loaded
 
 
 def describe(cfg: DictConfig) -> dict:
@@ -110,7 +111,7 @@ def load_gan(path: str | Path, cfg: DictConfig | None = None) -> CGMAGAN:
 def monitored(cfg: DictConfig) -> tuple[str, str]:
     """(score, mode) that picks the best checkpoint, and that early stopping watches."""
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
-    return str(checkpoint.get("monitor") or "val/l1"), str(checkpoint.get("mode") or "min")
+    return str(checkpoint.get("monitor") or cfg.gan.get("monitor") or "val/l1"), str(checkpoint.get("mode") or "min")
 
 
 def gan_callbacks(cfg: DictConfig) -> list:
@@ -127,6 +128,21 @@ def gan_callbacks(cfg: DictConfig) -> list:
     return callbacks
 
 
+def validation_interval(cfg: DictConfig, cache: CGMACache, runtime: Runtime, overrides: dict) -> int | None:
+    """Training batches between validations when ``gan.val_every`` asks for more than one per epoch
+    (patience then counts validations, and the best checkpoint may fall within an epoch); None
+    keeps Lightning's once per epoch (an epoch of fewer batches, a debug run, an explicit setting)."""
+    every = cfg.gan.get("val_every")
+    trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), **overrides}
+    if not every or trainer.get("fast_dev_run") or trainer.get("overfit_batches") or "val_check_interval" in trainer:
+        return None
+    batches = -(-len(cache.datamodule.train_dataloader()) // runtime.world_size)  # each rank's share
+    limit = trainer.get("limit_train_batches")
+    if limit is not None:
+        batches = int(batches * limit) if isinstance(limit, float) else min(batches, int(limit))
+    return int(every) if int(every) < batches else None
+
+
 def training_record(trainer, cfg: DictConfig, reference: dict[str, float]) -> dict:
     """Steps and epochs trained, why training stopped (the score's plateau or the epoch cap), the
     best validation score and its epoch, each validation's scores, and the linear baseline's."""
@@ -136,7 +152,7 @@ def training_record(trainer, cfg: DictConfig, reference: dict[str, float]) -> di
     history = list(curve.history) if curve else []
     scored = [h for h in history if score in h]
     best = (min if mode == "min" else max)(scored, key=lambda h: h[score]) if scored else None
-    plateau = bool(stop and stop.stopped_epoch > 0)
+    plateau = bool(stop and trainer.should_stop and stop.wait_count >= stop.patience)
     return {"steps": training_batches(trainer), "epochs": int(trainer.current_epoch),
             "stopped_by": "plateau" if plateau else "max_epochs", "max_epochs": int(cfg.gan.max_epochs),
             "patience": cfg.gan.get("patience"), "monitor": score, "mode": mode,
@@ -155,17 +171,29 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     gan = instantiate(cfg.gan.module, description=describe(cfg))
     overrides = cfg.gan.get("trainer")
     overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
+    every = validation_interval(cfg, cache, runtime, overrides)
+    if every:
+        overrides["val_check_interval"] = every
     trainer = runtime.trainer(logger=runtime.loggers or False, callbacks=gan_callbacks(cfg), **overrides)
-    reference = linear_reference(cache)
+    linear_weights = fit_linear_baseline(cache)
+    if cfg.gan.get("start_at_linear"):
+        gan.generator.head.start_at(linear_weights)
+    reference = linear_baseline.validation_scores(linear_weights, [cache.datamodule.arrays(n, "val")
+                                                                   for n in cache.datamodule.train_names])
     for callback in trainer.callbacks:
         if isinstance(callback, LearningCurve):
             callback.reference = reference
+            callback.scores += [] if monitored(cfg)[0] in callback.scores else [monitored(cfg)[0]]
+    if gan.faithful:  # the classifiers judge the masked inputs, which the loaders then serve
+        gan.attach_classifiers([c.module.net for c in cache.classifiers.train])
+        cache.datamodule.serve_inputs = True
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
         log.info("GAN: resuming from %s (this run was interrupted, or is given more epochs)", last)
     trainer.fit(gan, datamodule=cache.datamodule, ckpt_path=str(last) if resume else None,
                 weights_only=False)  # our own checkpoint: it holds the hyperparameters (configs), not only tensors
+    cache.datamodule.serve_inputs = False
     training = training_record(trainer, cfg, reference)
     log.info("GAN: %d steps in %d epochs, stopped by %s; best %s %s at epoch %s (linear_cgma: %s)", training["steps"],
              training["epochs"], "the score's plateau" if training["stopped_by"] == "plateau"
@@ -173,13 +201,13 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
              training["best_epoch"], reference.get(training["monitor"]))  # fmt: skip
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
-        return TrainedGAN(gan, None, cache, training)
+        return TrainedGAN(gan, None, cache, training, linear_weights)
     log.info("GAN: using the best checkpoint %s", best)
-    return TrainedGAN(load_gan(best, cfg), Path(best), cache, training)
+    return TrainedGAN(load_gan(best, cfg), Path(best), cache, training, linear_weights)
 
 
-def linear_reference(cache: CGMACache) -> dict[str, float]:
-    """The linear CGMA baseline, fit on the GAN's training data, scored on its validation data."""
+def fit_linear_baseline(cache: CGMACache) -> torch.Tensor:
+    """The linear CGMA baseline's weights, fit on the GAN's training data: where the generator starts
+    (``gan.start_at_linear``), its learning curve's reference line, and a method of the evaluation."""
     dm = cache.datamodule
-    weights = linear_baseline.fit_on_cache([dm.arrays(name, "train") for name in dm.train_names])
-    return linear_baseline.validation_scores(weights, [dm.arrays(name, "val") for name in dm.train_names])
+    return linear_baseline.fit_on_cache([dm.arrays(name, "train") for name in dm.train_names])
