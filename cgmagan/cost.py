@@ -149,6 +149,12 @@ def estimate(jobs: list[tuple[str, list[str], list[str]]], rates: Rates) -> list
         gan = rates.measured["gan"][str(cfg.conditioning.name)]["s_per_image"]  # a training step: D and G
         rows = {split: sum(min(per_split or n, n) for n in (_counts(c)[split] for c in train)) for split in ("train", "val")}
         job.seconds["gan"] = int(cfg.gan.max_epochs) * (rows["train"] + rows["val"] / 3) * gan  # validation: G's forward
+        if float((cfg.gan.get("faithfulness") or {}).get("weight") or 0) > 0:
+            # each row's classifier judges its masked input: forward and backward in training, forward in validation
+            for combo in train:
+                n = {split: min(per_split or m, m) for split, m in _counts(combo).items()}
+                job.seconds["gan"] += int(cfg.gan.max_epochs) * (n["train"] * rates.per_image(combo, "train_step")
+                                                                 + n["val"] * rates.per_image(combo, "forward"))  # fmt: skip
         out.append(job)
     return out
 

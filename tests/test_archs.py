@@ -75,10 +75,11 @@ def test_cgma_skip_adds_a_linear_function_of_the_cgmas_to_the_output_logit():
     assert plain.head.skip is None
 
 
-def test_linear_output_starts_at_the_linear_baseline_and_pulls_back_pixels_beyond_the_range():
+def test_linear_output_starts_at_the_linear_baseline_and_pulls_pixels_beyond_the_range_back_only():
     """With ``linear_output`` the trunk's last conv starts at zero, so after ``start_at(w)`` the map
-    is linear_baseline.predict(w, cgmas) exactly (clamped to [0, 1]); a pixel clamped at 1 whose
-    target is below still gets a gradient (a plain clamp would give it none)."""
+    is linear_baseline.predict(w, cgmas) exactly (clamped to [0, 1]); a pixel beyond the range gets
+    the gradient that would bring it back inside (a plain clamp would give it none), not one that
+    drives it further out."""
     from cgmagan import linear_baseline
 
     torch.manual_seed(0)
@@ -92,9 +93,14 @@ def test_linear_output_starts_at_the_linear_baseline_and_pulls_back_pixels_beyon
         torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
         assert out.min() == 0 and out.max() == 1  # the clamp was reached on both sides
         raw = (cgmas * weights[:4].view(1, 4, 1, 1)).sum(1) + weights[4]
-        above = raw > 1
-        (out * above).sum().backward()  # d/dbias of the clamped pixels' sum
+        above, below = raw > 1, raw < 0
+        (out * above).sum().backward(retain_graph=True)  # lowering these pixels would move them back inside: the gradient passes
         assert gen.head.skip.bias.grad.item() == pytest.approx(float(above.sum()))
+        gen.zero_grad()
+        (out * below).sum().backward(retain_graph=True)  # lowering them further would not: none passes
+        assert gen.head.skip.bias.grad.item() == 0
+        (-(out * below).sum()).backward()  # raising them would
+        assert gen.head.skip.bias.grad.item() == pytest.approx(-float(below.sum()))
     with pytest.raises(ValueError, match="cgma_skip"):
         LSFTGenerator(4, nf=8, cond_nf=4, cond_hidden=8, linear_output=True)
     with pytest.raises(ValueError, match="3 CGMA weights, the generator 4"):

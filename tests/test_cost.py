@@ -52,6 +52,15 @@ def test_each_stage_costs_the_jobs_counts_times_the_measured_rates():
     assert job.classifiers_trained == 1 and job.classifiers_shared == 0
 
 
+def test_a_faithfulness_trained_gan_also_pays_its_classifiers_forward_and_backward_on_every_row():
+    r = rates()
+    overrides = [*PAPER, *ONE, "evaluate.methods=[gan]", "evaluate.sanity_images=0", "evaluate.road_images=0"]
+    (imitate, faithful) = cost.estimate([("objective", ["objective=imitate"], [*overrides, "objective=imitate"]),
+                                         ("objective", ["objective=faithful"], [*overrides, "objective=faithful"])], r)  # fmt: skip
+    assert imitate.seconds["gan"] == pytest.approx(25 * (5000 + 3430 / 3) * 2e-3)
+    assert faithful.seconds["gan"] - imitate.seconds["gan"] == pytest.approx(25 * (5000 * 1e-2 + 3430 * 1e-3))
+
+
 def test_classifiers_and_cgma_caches_are_paid_once_across_the_gan_seeds_that_share_them():
     r = rates()
     jobs = [("lsft", [f"seed={s}"], [f"seed={s}", "classifier.seed=0", *PAPER, *ONE]) for s in (0, 1, 2)]

@@ -23,7 +23,9 @@ JOBS = {
     "cgma_single": [({"cumulative": False}, 0.7)],
     "exclude_target": [({"k": 7, "exclude_target_layer": False}, 0.78), ({"k": 7, "exclude_target_layer": True}, 0.82)],
     "adversarial": [({"lambda_adv": 0.0}, 0.79)],
+    "objective": [({"lambda_l1": 0}, 0.5), ({"lambda_l1": 100}, 0.78)],  # faithful; both
 }
+FAITHFUL_DELETION = 0.2  # the faithful GAN's deletion AUC; every other GAN's 0.35, Grad-CAM's 0.3
 SEEDS = (0, 1)
 
 
@@ -31,7 +33,8 @@ def methods(gan_dice: float) -> dict:
     score = {"gradcam": (1.0, 10.0, 1.0), "gradcam_pp": (0.95, 9.5, 0.95), "linear_cgma": (0.75, 9.0, 0.8),
              "last_cgma": (0.7, 20.0, 0.6), "gan": (gan_dice, 8.0, 0.6)}  # fmt: skip
     return {m: {"dice_matched_area": d, "average_drop": ad, "dice": dice, "win_vs_gradcam": 60.0 if m == "gan" else 50.0,
-                "pearson": 0.9, "randomisation_spearman": 0.7 if m == "gan" else 0.1} for m, (d, ad, dice) in score.items()}  # fmt: skip
+                "pearson": 0.9, "randomisation_spearman": 0.7 if m == "gan" else 0.1,
+                "deletion_auc": 0.35 if m == "gan" else 0.3} for m, (d, ad, dice) in score.items()}  # fmt: skip
 
 
 def combination(dataset: str, backbone: str, kind: str, gan_dice: float, flagged: bool = False) -> dict:
@@ -50,8 +53,10 @@ def write_sweeps(runs: Path) -> None:
                 cgma = {"k": 8, "order": "forward", "exclude_target_layer": False, "cumulative": True}
                 cgma.update({k: v for k, v in changes.items() if k in cgma})
                 config = {"conditioning": {"name": changes.get("conditioning", "lsft")}, "cgma": cgma,
-                          "gan": {"lambda_adv": changes.get("lambda_adv", 1.0)}}  # fmt: skip
+                          "gan": {"lambda_adv": changes.get("lambda_adv", 1.0), "module": {"lambda_l1": changes.get("lambda_l1", 100)}}}  # fmt: skip
                 combos = [combination(d, b, k, base + KIND_OFFSET[k] + 0.01 * seed) for d, b, k in COMBOS]
+                for c in combos if changes.get("lambda_l1") == 0 else ():
+                    c["methods"]["gan"]["deletion_auc"] = FAITHFUL_DELETION + 0.01 * seed
                 combos.append(combination("textures", "small_vgg", "seen", 0.0, flagged=True))  # left out of every mean
                 results = {"command": f"python run.py -m {sweep}", "seed": seed, "classifier_seed": 0, "config": config,
                            "combinations": combos,
@@ -110,6 +115,19 @@ def test_faithfulness_and_unseen_tables_put_both_gans_beside_every_method(writte
     assert "last_cgma 0.700 ± 0.000 | within the seed spread |" in both  # 0.705 ± 0.007 vs 0.700
     backbone = next(line for line in dice20.splitlines() if line.startswith("| unseen_backbone "))
     assert backbone.endswith("last_cgma 0.700 ± 0.000 | yes |")  # 0.805
+
+
+def test_the_objective_recipe_reads_each_objectives_runs_and_judges_the_faithful_gan_against_grad_cam(written):
+    text = written[1]["objective"]
+    backbone = text.split("### unseen_backbone")[1].split("###")[0]
+    rows = {line.split(" | ")[0][2:]: [c.strip() for c in line.split("|")[2:-1]] for line in backbone.splitlines() if line.startswith("| ")}
+    # columns: AD, AD@20 %, deletion, insertion, ROAD MoRF, ROAD LeRF, Dice@20 %, MPRT, runs
+    assert rows["GAN, imitate Grad-CAM"][2] == "0.350 ± 0.000" and rows["GAN, imitate Grad-CAM"][6] == spread(0.8, 0.81)
+    assert rows["GAN, faithful"][2] == spread(0.2, 0.21) and rows["GAN, faithful"][6] == spread(0.5, 0.51)
+    assert rows["GAN, both"][6] == spread(0.78, 0.79) and rows["gradcam"][2] == "0.300 ± 0.000"
+    assert rows["GAN, faithful"][-1] == "2" and "| insertion AUC ↑ |" in backbone
+    assert "| The faithful GAN beats Grad-CAM on unseen_backbone, deletion AUC (ours) | 0.205 ± 0.007 vs 0.300 ± 0.000 | **yes** |" in text
+    assert "| The faithful GAN beats Grad-CAM on unseen_backbone, deletion AUC (ours) |" in written[1]["summary"]
 
 
 def test_sanity_verdicts_and_condition_importance(written):

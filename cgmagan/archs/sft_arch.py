@@ -118,6 +118,22 @@ class HeatmapHead(nn.Module):
             logit = logit + self.skip(cgmas)
         if not self.linear_output:
             return torch.sigmoid(logit)
-        # the clamped value, with the gradient of the unclamped one: a pixel beyond [0, 1] whose
-        # target is inside still gets pulled back (a plain clamp would give it no gradient)
-        return logit.clamp(0, 1).detach() + (logit - logit.detach())
+        return ClampPullBack.apply(logit)
+
+
+class ClampPullBack(torch.autograd.Function):
+    """``x.clamp(0, 1)`` whose gradient also reaches a value beyond the range when it would move
+    it back inside: a pixel at 1.3 whose target is 0.8 learns (a plain clamp gives it no gradient),
+    while a penalty that pushes a pixel at -0.3 further down (the map's area) does not drive it on."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        # a descent step moves x by -grad: below 0 only a negative grad brings it back, above 1 only a positive one
+        inward = ((x >= 0) & (x <= 1)) | ((x < 0) & (grad < 0)) | ((x > 1) & (grad > 0))
+        return grad * inward

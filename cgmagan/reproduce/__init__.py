@@ -1,4 +1,4 @@
-"""The paper's tables, each from one command: five recipes over six shared sweeps.
+"""The paper's tables, each from one command: six recipes over eight shared sweeps.
 
     python -m cgmagan.reproduce small                   # make reproduce-small: embedded data, CPU
     python -m cgmagan.reproduce small --recipe sanity   # one recipe: only the sweeps it reads

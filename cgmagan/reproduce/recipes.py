@@ -1,4 +1,4 @@
-"""The five recipes (tables and plots from the sweeps' runs), the paper's claims and the summary."""
+"""The six recipes (tables and plots from the sweeps' runs), the paper's claims and the summary."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from cgmagan.reproduce.cells import (
     table,
     verdict,
 )
-from cgmagan.reproduce.sweeps import SWEEPS
 
 FAITHFULNESS = (  # score, column header
     ("average_drop", "AD % ↓"), ("increase_in_confidence", "IC % ↑"), ("average_drop_top50", "AD top 50 % ↓"),
@@ -242,6 +241,73 @@ def sanity(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     return lines, fig
 
 
+OBJECTIVE_SCORES = (  # score, header, lower is better
+    ("average_drop", "AD % ↓", True), ("average_drop_matched_area", "AD@20 % % ↓", True),
+    ("deletion_auc", "deletion AUC ↓", True), ("insertion_auc", "insertion AUC ↑", False),
+    ("road_morf", "ROAD MoRF ↓", True), ("road_lerf", "ROAD LeRF ↑", False),
+    ("dice_matched_area", "Dice@20 % with Grad-CAM", False), ("randomisation_spearman", "MPRT ρ ↓", True),
+)  # fmt: skip
+FAITHFUL_VS_GRADCAM = ("deletion_auc", "insertion_auc", "road_morf")
+
+
+def objective_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:
+    """The GAN trained for each objective (imitation: the LSFT jobs), then Grad-CAM, the package's
+    CAM methods and the linear baseline (from the LSFT jobs: the same classifiers, so the same maps)."""
+    runs = sweeps["objective"]
+    rows = [("GAN, imitate Grad-CAM", sweeps["lsft"], "gan"),
+            ("GAN, faithful", pick(runs, gan__module__lambda_l1=0), "gan"),
+            ("GAN, both", [r for r in runs if setting(r, "gan.module.lambda_l1") > 0], "gan")]  # fmt: skip
+    found = {m for run in sweeps["lsft"] for c in run["results"]["combinations"] for m in c["methods"]}
+    rows += [(m, sweeps["lsft"], m) for m in ("gradcam", "gradcam_pp", "layercam", "hirescam", "linear_cgma") if m in found]
+    return [row for row in rows if row[1]]
+
+
+def objective_verdicts(sweeps: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    """(claim, measured, held) for the faithfulness-trained GAN against Grad-CAM, per kind and protocol."""
+    rows = {label: (runs, m) for label, runs, m in objective_rows(sweeps)}
+    if "GAN, faithful" not in rows:
+        return []
+    out = []
+    for kind in KINDS:
+        for score, header, lower in (s for s in OBJECTIVE_SCORES if s[0] in FAITHFUL_VS_GRADCAM):
+            gan = score_cell(rows["GAN, faithful"][0], "gan", score, [kind])
+            ref = score_cell(sweeps["lsft"], "gradcam", score, [kind])
+            if gan and ref:
+                out.append((f"The faithful GAN beats Grad-CAM on {kind}, {header.rsplit(' ', 1)[0]} (ours)",
+                            f"{fmt(gan)} vs {fmt(ref)}", verdict(ref, gan) if lower else verdict(gan, ref)))  # fmt: skip
+    return out
+
+
+def objectives(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
+    rows = objective_rows(sweeps)
+    lines = ["The GAN trained to imitate Grad-CAM (the paper's L1 + adversarial loss), to be faithful (TAME / L-CAM's "
+             "objective: the classifier fed its image times the map keeps the explained class, with area and "
+             "smoothness penalties; no L1, no discriminator; `objective=faithful`) or both (`objective=both`), beside "
+             "Grad-CAM and the CAM methods, per kind of combination. The classifiers judging the maps in training are the "
+             "training combinations' only: on the unseen kinds the faithful GAN explains classifiers it never saw."]  # fmt: skip
+    for kind in KINDS:
+        lines += ["", f"### {kind}", ""]
+        lines += table(["method", *(h for _, h, _ in OBJECTIVE_SCORES), "runs"],
+                       [[label, *(fmt(score_cell(r, m, s, [kind]), 2 if s in PERCENT or s.startswith("average_drop") else 3)
+                                  for s, _, _ in OBJECTIVE_SCORES), str(len(r))] for label, r, m in rows])  # fmt: skip
+    if verdicts := objective_verdicts(sweeps):
+        lines += ["", "| claim | measured | held |", "|---|---|---|", *(f"| {c} | {m} | {v} |" for c, m, v in verdicts)]
+    fig, axes = plt.subplots(1, len(FAITHFUL_VS_GRADCAM), figsize=(4 * len(FAITHFUL_VS_GRADCAM), 3.6))
+    x = np.arange(len(KINDS))
+    shown = [row for row in rows if row[0].startswith("GAN") or row[2] == "gradcam"]
+    width = 0.8 / len(shown)
+    for ax, score in zip(axes, FAITHFUL_VS_GRADCAM):
+        for i, (label, runs, method) in enumerate(shown):
+            cells = [score_cell(runs, method, score, [k]) or (np.nan, 0.0, 0) for k in KINDS]
+            ax.bar(x + (i - len(shown) / 2 + 0.5) * width, [c[0] for c in cells], width, yerr=[c[1] for c in cells],
+                   capsize=1.5, label=label)  # fmt: skip
+        ax.set_xticks(x, KINDS, fontsize=7)
+        ax.set_title(next(h for s, h, _ in OBJECTIVE_SCORES if s == score), fontsize=9)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return lines, fig
+
+
 @dataclass(frozen=True)
 class Recipe:
     title: str
@@ -252,9 +318,10 @@ class Recipe:
 RECIPES = {
     "faithfulness": Recipe("Faithfulness: the GANs, the CAM methods and the baselines", GANS, faithfulness),
     "unseen": Recipe("Seen and unseen dataset / backbone combinations", GANS, unseen),
-    "ablations": Recipe("Ablations", tuple(SWEEPS), ablations),
+    "ablations": Recipe("Ablations", tuple(dict.fromkeys(sweep for _, sweep, _ in ABLATIONS)), ablations),
     "condition_importance": Recipe("Condition importance per CGMA slot", GANS, importance),
     "sanity": Recipe("Sanity check: model parameter randomisation", GANS, sanity),
+    "objective": Recipe("What the GAN is trained for: imitate Grad-CAM, be faithful, or both", ("lsft", "objective"), objectives),
 }
 
 
@@ -319,6 +386,8 @@ def summary(sweeps: dict[str, list[dict]], variant: str) -> list[str]:
                      f"{f'{best[0]} {fmt(best[1])}' if best else '–'} | {fmt(score_cell(lsft, 'gradcam_pp', 'dice_matched_area', [kind]))} |")  # fmt: skip
     lines += ["", "(Dice@20 % with the classifier's Grad-CAM: `--recipe unseen`.)", "", "| claim | measured | held |", "|---|---|---|"]
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(sweeps)]
-    if all(name in sweeps for name in SWEEPS):
+    if "objective" in sweeps:
+        lines += [f"| {c} | {m} | {v} |" for c, m, v in objective_verdicts(sweeps) if "unseen_backbone" in c]
+    if all(name in sweeps for name in RECIPES["ablations"].sweeps):
         lines += ["", f"Ablations (`{command} --recipe ablations`):", "", *ablation_table(sweeps)]
     return lines

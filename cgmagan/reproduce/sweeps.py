@@ -23,6 +23,8 @@ SWEEPS = {
     "cgma_single": ["cgma.cumulative=false", *ABLATION_EVALUATION],
     "exclude_target": ["cgma.k=7", "cgma.exclude_target_layer=false,true", *ABLATION_EVALUATION],  # the same K both ways
     "adversarial": ["gan.lambda_adv=0", *ABLATION_EVALUATION],
+    # what G is trained for (the LSFT jobs imitate Grad-CAM): the other methods' maps come from them too
+    "objective": ["objective=faithful,both", "evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.condition_importance=false"],
 }
 
 
