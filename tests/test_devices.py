@@ -83,6 +83,40 @@ def test_deletion_and_insertion_run_on_the_device_with_the_cpus_results():
         torch.testing.assert_close(a, b)
 
 
+def test_the_faithfulness_objective_through_the_clamped_linear_output_runs_on_the_device_with_the_cpus_results():
+    """Two classifiers of other input shapes (a list of inputs), a map beyond [0, 1] before the clamp:
+    the objective and the generator's gradients on the device equal the CPU's."""
+    from cgmagan.archs import LSFTGenerator
+    from cgmagan.metrics.keep import keep_terms
+
+    torch.manual_seed(0)
+    gen = LSFTGenerator(2, nf=4, cond_nf=4, cond_hidden=4, cgma_skip=True, linear_output=True)
+    gen.head.start_at(torch.tensor([1.5, -0.8, 0.1]))
+    gray = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    nets = [small_net().eval(), gray.eval()]
+    image, cgmas = torch.rand(4, 3, 8, 8), torch.rand(4, 2, 8, 8)
+    inputs = [torch.rand(3, 8, 8), torch.rand(1, 12, 12), torch.rand(3, 8, 8), torch.rand(1, 12, 12)]
+    classes, combos = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 0, 1])
+
+    def objective(device=None):
+        move = (lambda t: t.to(device)) if device else (lambda t: t)
+        gen.zero_grad(set_to_none=True)
+        terms = keep_terms(gen(move(image), move(cgmas)), [move(x) for x in inputs], move(classes), move(combos), nets)
+        loss = terms.total(1.0, 0.5)
+        loss.backward()
+        return loss.detach().cpu(), [p.grad.cpu() for p in gen.parameters() if p.grad is not None]
+
+    expected, grads = objective()
+    assert len(grads) > 0 and any(g.abs().sum() > 0 for g in grads)
+    with EmulatedDevice():
+        gen.to(DEVICE)
+        nets = [n.to(DEVICE) for n in nets]
+        got, got_grads = objective(DEVICE)
+    torch.testing.assert_close(got, expected)
+    for a, b in zip(got_grads, grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 # code that runs on the trainer's device: a tensor it makes must be made there
 DEVICE_SIDE = ["cgmagan/cam", "cgmagan/metrics", "cgmagan/models", "cgmagan/archs", "cgmagan/explanation.py",
                "cgmagan/sanity.py", "cgmagan/methods.py", "cgmagan/linear_baseline.py"]  # fmt: skip
