@@ -165,6 +165,12 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
         "run.py -m seed=0,1,2 classifier.seed=0 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
         "hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
+    main(["small", "--dry-run", "--recipe", "ablations", "--recipe", "objective"])
+    commands = {line.split("hydra.sweep.dir=experiments/runs/small/")[1].split()[0]: line
+                for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep")}  # fmt: skip
+    # the main comparison on every seed, the ablations on one in the small variant
+    assert all(" -m seed=0,1,2 " in commands[s] for s in ("lsft", "gsft", "objective"))
+    assert all(" -m seed=0 " in commands[s] for s in ("cgma_k", "cgma_order", "cgma_single", "exclude_target", "adversarial"))
     main(["paper", "--dry-run", "--seeds", "0"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep")]
     assert [line.split("hydra.sweep.dir=experiments/runs/paper/")[1] for line in lines] == list(SWEEPS)

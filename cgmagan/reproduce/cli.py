@@ -13,7 +13,7 @@ import cgmagan.reproduce as package
 from cgmagan.report import save_figure
 from cgmagan.reproduce.cells import GANS, provenance
 from cgmagan.reproduce.recipes import RECIPES, summary
-from cgmagan.reproduce.sweeps import SWEEPS, VARIANTS, load_sweeps, sweep_command
+from cgmagan.reproduce.sweeps import SWEEPS, VARIANTS, load_sweeps, sweep_command, sweep_seeds
 
 
 def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
@@ -46,7 +46,7 @@ def print_estimate(args, sweeps: list[str]) -> None:
     shared = [] if args.classifier_seed == "each" else [f"classifier.seed={args.classifier_seed}"]
     jobs = []
     for sweep in sweeps:
-        for swept, overrides in cost.expand([f"seed={args.seeds}", *SWEEPS[sweep]]):
+        for swept, overrides in cost.expand([f"seed={sweep_seeds(sweep, args.variant, args.seeds, args.ablation_seeds)}", *SWEEPS[sweep]]):
             jobs.append((sweep, swept, [*overrides, *shared, *VARIANTS[args.variant], *args.overrides]))
     rates = cost.Rates.load(args.rates)
     try:
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant", choices=sorted(VARIANTS))
     parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="only these (repeatable); default: all")
-    parser.add_argument("--seeds", default="0,1,2", help="GAN seeds")
+    parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the main comparison (LSFT, GSFT, objectives)")
+    parser.add_argument("--ablation-seeds", help="GAN seeds of the ablation sweeps (default: 0 for small, --seeds for paper)")
     parser.add_argument("--classifier-seed", default="0",
                         help="the classifiers' (and data splits') seed, shared by every GAN seed; 'each': a classifier per seed")
     parser.add_argument("--runs", type=Path, default=Path("experiments/runs"))
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             raise SystemExit("run from the repository root (where run.py is)")
         start = time.monotonic()
         for i, sweep in enumerate(needed, 1):
-            command = sweep_command(sys.executable, args.variant, sweep, args.seeds, args.runs, args.overrides,
+            seeds = sweep_seeds(sweep, args.variant, args.seeds, args.ablation_seeds)
+            command = sweep_command(sys.executable, args.variant, sweep, seeds, args.runs, args.overrides,
                                     args.classifier_seed)  # fmt: skip
             print(f"[sweep {i} of {len(needed)}, {(time.monotonic() - start) / 60:.1f} min in] "
                   + " ".join(shlex.quote(c) for c in command), flush=True)  # fmt: skip

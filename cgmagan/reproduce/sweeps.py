@@ -28,6 +28,19 @@ SWEEPS = {
 }
 
 
+MAIN_SWEEPS = ("lsft", "gsft", "objective")  # the main comparison: every seed, always
+# the ablations' seeds when --ablation-seeds is not given: the small variant runs them on one seed,
+# so that its 8 sweeps fit an hour on 2 CPU cores (the tables count each row's runs); None: every seed
+ABLATION_SEEDS = {"small": "0", "paper": None}
+
+
+def sweep_seeds(sweep: str, variant: str, seeds: str, ablation_seeds: str | None = None) -> str:
+    """The GAN seeds a sweep runs: all of ``seeds`` for the main comparison, else the ablations'."""
+    if sweep in MAIN_SWEEPS:
+        return seeds
+    return ablation_seeds or ABLATION_SEEDS.get(variant) or seeds
+
+
 def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str],
                   classifier_seed: str = "0") -> list[str]:  # fmt: skip
     """The sweep over GAN seeds ``seeds``; the classifiers (and data splits) are those of

@@ -191,14 +191,16 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
         log.info("GAN: resuming from %s (this run was interrupted, or is given more epochs)", last)
-    trainer.fit(gan, datamodule=cache.datamodule, ckpt_path=str(last) if resume else None,
-                weights_only=False)  # our own checkpoint: it holds the hyperparameters (configs), not only tensors
-    cache.datamodule.serve_inputs = False
+    try:
+        trainer.fit(gan, datamodule=cache.datamodule, ckpt_path=str(last) if resume else None,
+                    weights_only=False)  # our own checkpoint: it holds the hyperparameters (configs), not only tensors
+    finally:
+        cache.datamodule.serve_inputs = False
     training = training_record(trainer, cfg, reference)
     log.info("GAN: %d steps in %d epochs, stopped by %s; best %s %s at epoch %s (linear_cgma: %s)", training["steps"],
              training["epochs"], "the score's plateau" if training["stopped_by"] == "plateau"
              else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"], training["best_score"],
-             training["best_epoch"], reference.get(training["monitor"]))  # fmt: skip
+             training["best_epoch"], reference.get(training["monitor"], "not scored on this"))  # fmt: skip
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         return TrainedGAN(gan, None, cache, training, linear_weights)
