@@ -130,6 +130,14 @@ def test_the_objective_recipe_reads_each_objectives_runs_and_judges_the_faithful
     assert "| The faithful GAN beats Grad-CAM on unseen_backbone, deletion AUC (ours) |" in written[1]["summary"]
 
 
+def test_a_verdict_needs_a_spread_over_seeds_on_both_sides():
+    from cgmagan.reproduce.cells import verdict
+
+    assert verdict((0.30, 0.01, 3), (0.20, 0.02, 3)) == "**yes**" and verdict((0.30, 0.0, 1), (0.20, 0.0, 3)).startswith("one run")
+    assert verdict(0.5, (0.24, 0.05, 3)) == "**yes**" and verdict((0.24, 0.05, 3), 0.5) == "**no**"
+    assert verdict((0.30, 0.05, 3), 0.28) == "within the seed spread"
+
+
 def test_sanity_verdicts_and_condition_importance(written):
     texts = written[1]
     gan = next(line for line in texts["sanity"].splitlines() if line.startswith("| GAN (LSFT) "))

@@ -66,11 +66,14 @@ def fmt(cell: Cell | None, digits: int = 3) -> str:
     return f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}" if cell else "–"
 
 
-def verdict(a: Cell, b: Cell | float) -> str:
-    """Whether ``a`` is above ``b`` (a cell or a threshold) by more than the seeds' spread."""
-    b_mean, b_std = (b[0], b[1]) if isinstance(b, tuple) else (b, 0.0)
-    margin = max(a[1], b_std)
-    return "**yes**" if a[0] - b_mean > margin else "**no**" if b_mean - a[0] > margin else "within the seed spread"
+def verdict(a: Cell | float, b: Cell | float) -> str:
+    """Whether ``a`` is above ``b`` (each a cell or a threshold) by more than the seeds' spread; a
+    cell of one run has no spread to judge by, and says so."""
+    if any(isinstance(c, tuple) and c[2] < 2 for c in (a, b)):
+        return "one run: no seed spread to judge by"
+    (a_mean, a_std), (b_mean, b_std) = ((c[0], c[1]) if isinstance(c, tuple) else (c, 0.0) for c in (a, b))
+    margin = max(a_std, b_std)
+    return "**yes**" if a_mean - b_mean > margin else "**no**" if b_mean - a_mean > margin else "within the seed spread"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:

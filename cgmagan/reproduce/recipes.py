@@ -365,7 +365,7 @@ def claims(sweeps: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
                     "**yes**" if equal else "**no**"))  # fmt: skip
     if rho := score_cell(lsft, "gan", "randomisation_spearman"):  # lower is better
         out.append(("LSFT's map depends on the model (MPRT ρ with every layer random below 0.5)", f"ρ {fmt(rho)}",
-                    verdict((0.5, 0.0, 1), rho)))  # fmt: skip
+                    verdict(0.5, rho)))  # fmt: skip
     return out
 
 
