@@ -87,6 +87,7 @@ def test_the_faithfulness_objective_through_the_clamped_linear_output_runs_on_th
     """Two classifiers of other input shapes (a list of inputs), a map beyond [0, 1] before the clamp:
     the objective and the generator's gradients on the device equal the CPU's."""
     from cgmagan.archs import LSFTGenerator
+    from cgmagan.data.cgma_datamodule import group_by_combination
     from cgmagan.metrics.keep import keep_terms
 
     torch.manual_seed(0)
@@ -96,12 +97,14 @@ def test_the_faithfulness_objective_through_the_clamped_linear_output_runs_on_th
     nets = [small_net().eval(), gray.eval()]
     image, cgmas = torch.rand(4, 3, 8, 8), torch.rand(4, 2, 8, 8)
     inputs = [torch.rand(3, 8, 8), torch.rand(1, 12, 12), torch.rand(3, 8, 8), torch.rand(1, 12, 12)]
-    classes, combos = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 0, 1])
+    classes = torch.tensor([0, 1, 2, 0])
+    groups = group_by_combination(inputs, [0, 1, 0, 1])  # as the loader collates them
 
     def objective(device=None):
         move = (lambda t: t.to(device)) if device else (lambda t: t)
         gen.zero_grad(set_to_none=True)
-        terms = keep_terms(gen(move(image), move(cgmas)), [move(x) for x in inputs], move(classes), move(combos), nets)
+        terms = keep_terms(gen(move(image), move(cgmas)), {c: (move(r), move(x)) for c, (r, x) in groups.items()},
+                           move(classes), nets)
         loss = terms.total(1.0, 0.5)
         loss.backward()
         return loss.detach().cpu(), [p.grad.cpu() for p in gen.parameters() if p.grad is not None]

@@ -297,6 +297,12 @@ class CGMADataModule(pl.LightningDataModule):
     def arrays(self, name: str, split: str) -> dict[str, ShardedArrays]:
         return self.store(name, split).load()
 
+    def train_batches(self, world_size: int = 1) -> int:
+        """Each rank's training batches an epoch, from the manifests' counts (no shard is opened):
+        a distributed sampler gives every rank ceil(rows / world) of the pooled rows."""
+        rows = sum(self.manifests[(name, "train")]["count"] for name in self.train_names)
+        return -(-(-(-rows // world_size)) // self.batch_size)
+
     def _pooled(self, split: str) -> ConcatDataset:
         if not self.serve_inputs:
             return ConcatDataset([CGMADataset(self.arrays(n, split)) for n in self.train_names])
@@ -315,10 +321,20 @@ class CGMADataModule(pl.LightningDataModule):
 
 
 def collate_rows(items: list[dict[str, torch.Tensor]]) -> dict:
-    """Torch's collation, except for classifier inputs of several shapes (a grayscale and a colour
-    dataset, other input sizes): those stay a list, one tensor per row."""
+    """Torch's collation; the classifier inputs that the faithfulness objective reads (of several
+    shapes when the combinations' classifiers differ) go to ``inputs_by_combination``."""
     inputs = [item.pop("input") for item in items] if "input" in items[0] else None
     batch = default_collate(items)
     if inputs is not None:
-        batch["input"] = torch.stack(inputs) if len({x.shape for x in inputs}) == 1 else inputs
+        batch["inputs_by_combination"] = group_by_combination(inputs, batch["combo"].tolist())
     return batch
+
+
+def group_by_combination(inputs: list[torch.Tensor], combos: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Combination c -> (its rows of the batch [n], their inputs stacked [n, C, H, W]): grouped once
+    in the loader, so the training step indexes without asking the device where each row is."""
+    groups = {}
+    for c in sorted(set(combos)):
+        rows = [i for i, k in enumerate(combos) if k == c]
+        groups[c] = (torch.tensor(rows), torch.stack([inputs[i] for i in rows]))
+    return groups

@@ -30,18 +30,15 @@ def roughness(maps: torch.Tensor) -> torch.Tensor:
     return dy + dx
 
 
-def keep_terms(maps: torch.Tensor, inputs: torch.Tensor | list[torch.Tensor], classes: torch.Tensor, combos: torch.Tensor,
+def keep_terms(maps: torch.Tensor, groups: dict[int, tuple[torch.Tensor, torch.Tensor]], classes: torch.Tensor,
                classifiers: list[nn.Module]) -> KeepTerms:  # fmt: skip
-    """``maps`` [B, 1, S, S] in [0, 1]; ``inputs`` each row's classifier input, [B, C, H, W] or a list of
-    B [C, H, W] when the classifiers take other shapes; ``classes`` [B] the explained class; ``combos``
-    [B] which of ``classifiers`` (frozen, eval mode) explains each row. Each map is upsampled to its
-    input's size (bilinear) and multiplies it; gradients reach the maps only."""
+    """``maps`` [B, 1, S, S] in [0, 1]; ``groups`` maps classifier c (of ``classifiers``, frozen, eval
+    mode) to its rows of the batch [n] and their classifier inputs [n, C, H, W], grouped by the loader
+    (:func:`cgmagan.data.cgma_datamodule.group_by_combination`: no host sync here); ``classes`` [B] the
+    explained class. Each map is upsampled to its input's size (bilinear) and multiplies it;
+    gradients reach the maps only."""
     ce = maps.new_zeros(len(maps))
-    for c, classifier in enumerate(classifiers):
-        rows = (combos == c).nonzero()[:, 0]
-        if not len(rows):
-            continue
-        x = inputs[rows] if isinstance(inputs, torch.Tensor) else torch.stack([inputs[i] for i in rows.tolist()])
+    for c, (rows, x) in groups.items():
         masks = F.interpolate(maps[rows], size=x.shape[-2:], mode="bilinear", align_corners=False)
-        ce = ce.index_copy(0, rows, F.cross_entropy(classifier(x * masks), classes[rows], reduction="none"))
+        ce = ce.index_copy(0, rows, F.cross_entropy(classifiers[c](x * masks), classes[rows], reduction="none"))
     return KeepTerms(ce.mean(), maps.flatten(1).mean(1).mean(), roughness(maps).mean())

@@ -90,7 +90,7 @@ class CGMAGAN(pl.LightningModule):
     def _faithfulness(self, fake: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """The weighted faithfulness objective of ``fake`` [B, 1, S, S], and its parts to log."""
         f = self.hparams.faithfulness
-        terms = keep_terms(fake, batch["input"], batch["pred"].long(), batch["combo"].long(), self._classifiers)
+        terms = keep_terms(fake, batch["inputs_by_combination"], batch["pred"].long(), self._classifiers)
         total = terms.total(float(f.get("area", 0.0)), float(f.get("smoothness", 0.0)))
         return total, {"keep": terms.keep, "area": terms.area, "faithfulness": total}
 

@@ -27,12 +27,19 @@ from cgmagan.reproduce.cells import (
     verdict,
 )
 
-FAITHFULNESS = (  # score, column header
-    ("average_drop", "AD % ↓"), ("increase_in_confidence", "IC % ↑"), ("average_drop_top50", "AD top 50 % ↓"),
-    ("average_drop_top15", "AD top 15 % ↓"), ("win_vs_gradcam", "Win vs Grad-CAM %"), ("deletion_auc", "deletion AUC ↓"),
-    ("insertion_auc", "insertion AUC ↑"), ("road_morf", "ROAD MoRF ↓"), ("road_lerf", "ROAD LeRF ↑"),
-    ("pointing_game", "pointing game % ↑"), ("energy_in_mask", "energy in mask % ↑"),
-)  # fmt: skip
+# every score a recipe shows: its column header, and whether lower is better (the arrow says so)
+HEADERS = {
+    "average_drop": ("AD % ↓", True), "increase_in_confidence": ("IC % ↑", False),
+    "average_drop_matched_area": ("AD@20 % % ↓", True), "average_drop_top50": ("AD top 50 % ↓", True),
+    "average_drop_top15": ("AD top 15 % ↓", True), "win_vs_gradcam": ("Win vs Grad-CAM %", False),
+    "deletion_auc": ("deletion AUC ↓", True), "insertion_auc": ("insertion AUC ↑", False),
+    "road_morf": ("ROAD MoRF ↓", True), "road_lerf": ("ROAD LeRF ↑", False),
+    "pointing_game": ("pointing game % ↑", False), "energy_in_mask": ("energy in mask % ↑", False),
+    "dice_matched_area": ("Dice@20 %", False), "dice": ("Dice@0.5", False), "pearson": ("Pearson", False),
+    "mae": ("MAE ↓", True), "randomisation_spearman": ("MPRT ρ ↓", True),
+}  # fmt: skip
+FAITHFULNESS = ("average_drop", "increase_in_confidence", "average_drop_top50", "average_drop_top15", "win_vs_gradcam",
+                "deletion_auc", "insertion_auc", "road_morf", "road_lerf", "pointing_game", "energy_in_mask")  # fmt: skip
 PERCENT = {"average_drop", "increase_in_confidence", "average_drop_top50", "average_drop_top15", "win_vs_gradcam",
            "pointing_game", "energy_in_mask"}  # fmt: skip
 
@@ -50,8 +57,8 @@ def faithfulness(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     rows = method_rows(sweeps)
     for title, kinds in (("Seen combinations", ["seen"]), ("Unseen combinations", list(UNSEEN))):
         lines += ["", f"### {title}", ""]
-        lines += table(["method", *(h for _, h in FAITHFULNESS)],
-                       [[label, *(fmt(score_cell(r, m, s, kinds), 2 if s in PERCENT else 3) for s, _ in FAITHFULNESS)]
+        lines += table(["method", *(HEADERS[s][0] for s in FAITHFULNESS)],
+                       [[label, *(fmt(score_cell(r, m, s, kinds), 2 if s in PERCENT else 3) for s in FAITHFULNESS)]
                         for label, r, m in rows])  # fmt: skip
     lines += ["", f"Paper (LSFT-GAN, their datasets and backbones): Average Drop {PAPER['average_drop']} %, "
               f"Win {PAPER['win_vs_gradcam']} % against Grad-CAM."]  # fmt: skip
@@ -62,13 +69,13 @@ def faithfulness(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
             cells = [score_cell(r, m, score, kinds) or (np.nan, 0.0, 0) for _, r, m in rows]
             ax.bar(x + (i - 0.5) * 0.4, [c[0] for c in cells], 0.4, yerr=[c[1] for c in cells], capsize=2, label=title)
         ax.set_xticks(x, [label for label, _, _ in rows], rotation=60, ha="right", fontsize=7)
-        ax.set_title(dict(FAITHFULNESS)[score], fontsize=9)
+        ax.set_title(HEADERS[score][0], fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return lines, fig
 
 
-AGREEMENT = (("dice_matched_area", "Dice@20 %"), ("dice", "Dice@0.5"), ("pearson", "Pearson"), ("mae", "MAE ↓"))
+AGREEMENT = ("dice_matched_area", "dice", "pearson", "mae")
 
 
 def unseen(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
@@ -76,8 +83,8 @@ def unseen(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     lines = ["Agreement of each explainer's map with the classifier's Grad-CAM (the GAN's training target) on the test "
              "images of each kind of combination: seen in GAN training, or with a backbone, a dataset or both that it "
              "never saw. `best no-training` is the best of " + ", ".join(NO_TRAINING_BASELINES) + " per kind."]  # fmt: skip
-    for score, header in AGREEMENT:
-        lower = score == "mae"
+    for score in AGREEMENT:
+        header, lower = HEADERS[score]
         lines += ["", f"### {header}", ""]
         body = []
         for kind in KINDS:
@@ -90,7 +97,8 @@ def unseen(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
         lines += table(["kind", *(label for label, _, _ in rows), "best no-training", "LSFT beats it"], body)
     lines += ["", f"Paper: LSFT-GAN Dice {PAPER['unseen_dice']} on unseen architecture / dataset combinations."]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-    for ax, (score, header) in zip(axes, AGREEMENT[:3:2]):
+    for ax, score in zip(axes, AGREEMENT[:3:2]):
+        header = HEADERS[score][0]
         x = np.arange(len(KINDS))
         width = 0.8 / len(rows)
         for i, (label, r, m) in enumerate(rows):
@@ -241,19 +249,15 @@ def sanity(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
     return lines, fig
 
 
-OBJECTIVE_SCORES = (  # score, header, lower is better
-    ("average_drop", "AD % ↓", True), ("average_drop_matched_area", "AD@20 % % ↓", True),
-    ("deletion_auc", "deletion AUC ↓", True), ("insertion_auc", "insertion AUC ↑", False),
-    ("road_morf", "ROAD MoRF ↓", True), ("road_lerf", "ROAD LeRF ↑", False),
-    ("dice_matched_area", "Dice@20 % with Grad-CAM", False), ("randomisation_spearman", "MPRT ρ ↓", True),
-)  # fmt: skip
+OBJECTIVE_SCORES = ("average_drop", "average_drop_matched_area", "deletion_auc", "insertion_auc", "road_morf", "road_lerf",
+                    "dice_matched_area", "randomisation_spearman")  # fmt: skip
 FAITHFUL_VS_GRADCAM = ("deletion_auc", "insertion_auc", "road_morf")
 
 
 def objective_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:
     """The GAN trained for each objective (imitation: the LSFT jobs), then Grad-CAM, the package's
     CAM methods and the linear baseline (from the LSFT jobs: the same classifiers, so the same maps)."""
-    runs = sweeps["objective"]
+    runs = [*sweeps["objective"], *sweeps.get("objective_both", [])]
     rows = [("GAN, imitate Grad-CAM", sweeps["lsft"], "gan"),
             ("GAN, faithful", pick(runs, gan__module__lambda_l1=0), "gan"),
             ("GAN, both", [r for r in runs if setting(r, "gan.module.lambda_l1") > 0], "gan")]  # fmt: skip
@@ -269,7 +273,8 @@ def objective_verdicts(sweeps: dict[str, list[dict]]) -> list[tuple[str, str, st
         return []
     out = []
     for kind in KINDS:
-        for score, header, lower in (s for s in OBJECTIVE_SCORES if s[0] in FAITHFUL_VS_GRADCAM):
+        for score in FAITHFUL_VS_GRADCAM:
+            header, lower = HEADERS[score]
             gan = score_cell(rows["GAN, faithful"][0], "gan", score, [kind])
             ref = score_cell(sweeps["lsft"], "gradcam", score, [kind])
             if gan and ref:
@@ -287,9 +292,10 @@ def objectives(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
              "training combinations' only: on the unseen kinds the faithful GAN explains classifiers it never saw."]  # fmt: skip
     for kind in KINDS:
         lines += ["", f"### {kind}", ""]
-        lines += table(["method", *(h for _, h, _ in OBJECTIVE_SCORES), "runs"],
+        lines += table(["method", *(HEADERS[s][0] if s != "dice_matched_area" else "Dice@20 % with Grad-CAM"
+                                    for s in OBJECTIVE_SCORES), "runs"],
                        [[label, *(fmt(score_cell(r, m, s, [kind]), 2 if s in PERCENT or s.startswith("average_drop") else 3)
-                                  for s, _, _ in OBJECTIVE_SCORES), str(len(r))] for label, r, m in rows])  # fmt: skip
+                                  for s in OBJECTIVE_SCORES), str(len(r))] for label, r, m in rows])  # fmt: skip
     if verdicts := objective_verdicts(sweeps):
         lines += ["", "| claim | measured | held |", "|---|---|---|", *(f"| {c} | {m} | {v} |" for c, m, v in verdicts)]
     fig, axes = plt.subplots(1, len(FAITHFUL_VS_GRADCAM), figsize=(4 * len(FAITHFUL_VS_GRADCAM), 3.6))
@@ -302,7 +308,7 @@ def objectives(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
             ax.bar(x + (i - len(shown) / 2 + 0.5) * width, [c[0] for c in cells], width, yerr=[c[1] for c in cells],
                    capsize=1.5, label=label)  # fmt: skip
         ax.set_xticks(x, KINDS, fontsize=7)
-        ax.set_title(next(h for s, h, _ in OBJECTIVE_SCORES if s == score), fontsize=9)
+        ax.set_title(HEADERS[score][0], fontsize=9)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return lines, fig
@@ -321,7 +327,7 @@ RECIPES = {
     "ablations": Recipe("Ablations", tuple(dict.fromkeys(sweep for _, sweep, _ in ABLATIONS)), ablations),
     "condition_importance": Recipe("Condition importance per CGMA slot", GANS, importance),
     "sanity": Recipe("Sanity check: model parameter randomisation", GANS, sanity),
-    "objective": Recipe("What the GAN is trained for: imitate Grad-CAM, be faithful, or both", ("lsft", "objective"), objectives),
+    "objective": Recipe("What the GAN is trained for: imitate Grad-CAM, be faithful, or both", ("lsft", "objective", "objective_both"), objectives),
 }
 
 
