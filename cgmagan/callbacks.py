@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states  # Lightning's own (private) helpers
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
@@ -106,6 +108,48 @@ def training_batches(trainer: pl.Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
 
 
+class AnnealingEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping, except that a plateau first cuts the learning rates: after
+    ``patience`` validations without the score improving by ``min_delta``, every optimizer's rate is
+    multiplied by ``factor`` (up to ``cuts`` times, the wait starting again); the plateau after the
+    last cut stops training. A run thus ends when even its smallest step no longer improves the
+    score, not when a noisy curve first flattens. The cuts made are kept in checkpoints (the rates
+    themselves are in the optimizers' states)."""
+
+    def __init__(self, *args, factor: float = 0.3, cuts: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not 0 < factor < 1:
+            raise ValueError(f"the learning-rate cut factor must lie in (0, 1), got {factor}")
+        self.factor, self.cuts = factor, int(cuts)
+        self.cut_steps: list[int] = []  # the training batch after which each cut was made
+        self._cut_due = False
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        if should_stop and self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED and len(self.cut_steps) < self.cuts:
+            self.stopping_reason, self.wait_count, self._cut_due = EarlyStoppingReason.NOT_STOPPED, 0, True
+            return False, f"{self.monitor} did not improve for {self.patience} validations: learning rates x {self.factor}"
+        return should_stop, reason
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        super()._run_early_stopping_check(trainer)
+        if self._cut_due:  # every rank decides alike: the monitored score is synchronised
+            self._cut_due = False
+            self.cut_steps.append(training_batches(trainer))
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] *= self.factor
+            for config in trainer.lr_scheduler_configs:  # a schedule's multipliers apply to the cut rates
+                config.scheduler.base_lrs = [lr * self.factor for lr in config.scheduler.base_lrs]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "cut_steps": list(self.cut_steps)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.cut_steps = list(state_dict.get("cut_steps", []))
+
+
 class LearningCurve(pl.Callback):
     """The GAN's validation scores (every ``val/`` metric) after every validation, against the training
     step (kept in checkpoints: a resumed run continues its curve). At the end of the fit: ``path``, each of ``scores``'s
@@ -113,7 +157,7 @@ class LearningCurve(pl.Callback):
     (``reference``, set by the GAN stage), also sent to loggers that take images."""
 
     def __init__(self, path: str, scores: tuple[str, ...] = ("val/dice", "val/l1")):
-        self.path, self.scores = Path(path), list(scores)
+        self.path, self.scores = Path(path), list(dict.fromkeys(scores))  # the monitored score may be one of them
         self.history: list[dict] = []
         self.reference: dict[str, float] = {}
 

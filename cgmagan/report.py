@@ -154,10 +154,14 @@ def training_line(results: dict) -> str:
         return ""
     why = ("its validation score stopped improving" if t["stopped_by"] == "plateau"
            else f"it reached the epoch cap (gan.max_epochs {t['max_epochs']}) before any plateau")  # fmt: skip
-    best = f"; best {t['monitor']} {t['best_score']:.4f} at epoch {t['best_epoch']}" if t.get("best_score") is not None else ""
+    where = f"step {t['best_step']}" if t.get("best_step") is not None else f"epoch {t['best_epoch']}"
+    best = f"; best {t['monitor']} {t['best_score']:.4f} at {where}" if t.get("best_score") is not None else ""
     linear = t.get("linear_cgma", {}).get(t["monitor"])
     reference = f" (linear_cgma on the same validation data: {linear:.4f})" if linear is not None else ""
-    return f" The GAN trained {t['steps']} steps in {t['epochs']} epochs and stopped because {why}{best}{reference}."
+    cuts = t.get("lr_cuts") or []
+    annealed = f" again after its learning rates were cut at step{'s' if len(cuts) > 1 else ''} {', '.join(map(str, cuts))}" if cuts else ""
+    return (f" The GAN trained {t['steps']} steps ({t['epochs']:g} epochs) and stopped because {why}{annealed}"
+            f"{best}{reference}.")
 
 
 def markdown_table(results: dict) -> str:

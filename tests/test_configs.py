@@ -192,14 +192,18 @@ def test_help_lists_the_groups_and_each_setting_with_its_value_and_description(m
     (["gan.faithfulness.weight=10"], "val/objective"),  # both: the weighted sum
 ])  # fmt: skip
 def test_the_gan_stops_and_keeps_its_best_checkpoint_on_the_score_of_its_objective(tmp_path, overrides, score):
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from cgmagan.callbacks import LearningCurve
     from cgmagan.stages.gan import gan_callbacks, monitored
 
     cfg = compose_config(tmp_path, overrides)
     assert monitored(cfg) == (score, "min")
     callbacks = gan_callbacks(cfg)
     (best,) = [c for c in callbacks if type(c).__name__ == "ModelCheckpoint" and c.monitor]
-    (stop,) = [c for c in callbacks if type(c).__name__ == "EarlyStopping"]
-    assert best.monitor == stop.monitor == score
+    (stop,) = [c for c in callbacks if isinstance(c, EarlyStopping)]
+    (curve,) = [c for c in callbacks if isinstance(c, LearningCurve)]
+    assert best.monitor == stop.monitor == curve.scores[-1] == score  # the curve draws what the stop watches
 
 
 def test_negative_faithfulness_weights_are_refused(tmp_path):

@@ -162,7 +162,8 @@ def test_gan_ema_decay_adds_the_averaging_callback_with_that_decay(tmp_path):
 
 def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and_draws_its_curve(tmp_path):
     """Early stopping on the best checkpoint's score (val/l1): with min_delta 10 no epoch after the
-    first improves, so patience 2 stops after the third; without patience the epoch cap ends it.
+    first improves, so patience 2 meets a plateau after the third, which cuts the learning rates
+    (gan.lr_cuts 1), and the next plateau, two epochs later, stops; without patience the epoch cap ends it.
     The record says which, the best checkpoint is the one evaluated, and the curve's reference is
     the linear CGMA baseline fit on the training data and scored on the validation data."""
     import numpy as np
@@ -179,17 +180,21 @@ def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and
     from tests.conftest import TINY, compose_config
 
     cfg = compose_config(tmp_path, [*TINY, "combinations.unseen=[]", "combinations.train=[shapes/small_resnet]",
-                                    "gan.max_epochs=8", "gan.patience=2", "gan.min_delta=10"])  # fmt: skip
+                                    "gan.max_epochs=8", "gan.patience=2", "gan.min_delta=10", "gan.lr_cuts=1",
+                                    "gan.lr_cut_factor=0.25"])  # fmt: skip
     resolve_paths(cfg)
     runtime = Runtime.from_config(cfg)
     cache = build_cgma_cache(cfg, train_classifiers(cfg, runtime), runtime)
     gan = train_gan(cfg, cache, runtime)
     t = gan.training
     batches = min(len(cache.datamodule.train_dataloader()), cfg.trainer.limit_train_batches)  # per epoch
-    assert (t["stopped_by"], t["epochs"], t["steps"]) == ("plateau", 3, 3 * batches)
-    assert [h["epoch"] for h in t["history"]] == [0, 1, 2] and [h["step"] for h in t["history"]] == [batches, 2 * batches, 3 * batches]
+    assert cache.datamodule.train_batches() == len(cache.datamodule.train_dataloader())
+    assert (t["stopped_by"], t["epochs"], t["steps"], t["lr_cuts"]) == ("plateau", 5, 5 * batches, [3 * batches])
+    assert [h["epoch"] for h in t["history"]] == [0, 1, 2, 3, 4] and [h["step"] for h in t["history"]] == [batches * e for e in range(1, 6)]
+    last = torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert [o["param_groups"][0]["lr"] for o in last["optimizer_states"]] == pytest.approx([2e-4 * 0.25] * 2)  # G's and D's
     best = min(t["history"], key=lambda h: h["val/l1"])
-    assert (t["best_epoch"], t["best_score"]) == (best["epoch"], best["val/l1"])
+    assert (t["best_epoch"], t["best_step"], t["best_score"]) == (best["epoch"], best["step"], best["val/l1"])
     assert gan.checkpoint.name == f"gan-epoch{best['epoch']:03d}.ckpt"
     assert (tmp_path / "out" / "figures" / "learning_curve.png").stat().st_size > 5_000
 
@@ -200,7 +205,8 @@ def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and
     predicted = linear_baseline.predict(fitted, cgmas["val"])
     assert t["linear_cgma"]["val/l1"] == pytest.approx(float((predicted - targets["val"]).abs().mean()), abs=1e-6)
     assert t["linear_cgma"]["val/dice"] == pytest.approx(float(dice_at_threshold(predicted, targets["val"]).mean()), abs=1e-6)
-    assert "stopped because its validation score stopped improving" in training_line({"gan_training": t})
+    assert (f"stopped because its validation score stopped improving again after its learning rates were cut at step "
+            f"{3 * batches}; best val/l1") in training_line({"gan_training": t})  # fmt: skip
 
     with open_dict(cfg):
         cfg.paths.output_dir, cfg.gan.patience, cfg.gan.max_epochs = str(tmp_path / "capped"), None, 2
@@ -242,7 +248,7 @@ def test_the_faithfulness_objective_moves_the_generator_to_a_small_map_that_keep
     image = torch.full((4, 3, s, s), 0.2)
     image[:, :, : s // 2, : s // 2] = 1.0  # the object, where the classifier looks
     batch = {"image": image, "cgma": torch.rand(4, 2, s, s), "target": torch.zeros(4, s, s),
-             "input": image[:, :1], "pred": torch.ones(4, dtype=torch.long), "combo": torch.zeros(4, dtype=torch.long)}  # fmt: skip
+             "pred": torch.ones(4, dtype=torch.long), "inputs_by_combination": {0: (torch.arange(4), image[:, :1])}}  # fmt: skip
     generator = LSFTGenerator(2, nf=8, cond_nf=4, cond_hidden=8, cgma_skip=True, linear_output=True)
     generator.head.start_at(torch.tensor([0.0, 0.0, 0.5]))
     adam = partial(torch.optim.Adam, lr=3e-3, betas=(0.5, 0.999))
@@ -254,12 +260,12 @@ def test_the_faithfulness_objective_moves_the_generator_to_a_small_map_that_keep
     def state() -> tuple[float, float, float]:
         with torch.no_grad():
             maps = gan(batch["image"], batch["cgma"])[:, None]
-            p = classifier(batch["input"] * maps).softmax(1)[:, 1].mean()
+            p = classifier(image[:, :1] * maps).softmax(1)[:, 1].mean()
             return float(p), float(maps[..., : s // 2, : s // 2].mean()), float(maps.mean())
 
     p0, inside0, area0 = state()
     assert (p0, inside0, area0) == (pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5))
-    loss0 = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["input"], batch["pred"], batch["combo"], [classifier])
+    loss0 = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["inputs_by_combination"], batch["pred"], [classifier])
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     trainer.fit(gan, train_dataloaders=DataLoader([batch] * 150, batch_size=None))
@@ -267,7 +273,7 @@ def test_the_faithfulness_objective_moves_the_generator_to_a_small_map_that_keep
     assert p > 0.85 and inside > 0.75  # the region the decision depends on is kept ...
     assert area < 0.4  # ... and the map shrank elsewhere: (area - inside / 4) / (3 / 4) is the rest's mean
     assert (area - inside / 4) / 0.75 < 0.25
-    loss = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["input"], batch["pred"], batch["combo"], [classifier])
+    loss = keep_terms(gan(batch["image"], batch["cgma"])[:, None], batch["inputs_by_combination"], batch["pred"], [classifier])
     assert loss.total(1.0, 0.0) < loss0.total(1.0, 0.0) - 0.3
 
 
@@ -309,3 +315,46 @@ def test_a_faithfulness_trained_gan_reads_each_rows_classifier_input_and_stops_o
         local = row - (len(pooled.datasets[0]) if combo else 0)
         source = dm.sources[names[combo]].data.dataset("train")
         assert int(item["pred"]) == int(cache.classifiers.train[combo].module.net(source[int(dm.indices(names[combo], "train")[local])][0][None]).argmax())
+
+
+class ScriptedScore(pl.LightningModule):
+    """Logs a given sequence of validation scores, one per validation; SGD on a single weight, with
+    pix2pix's linear decay, so the cuts' effect on the rates can be read off the optimizer."""
+
+    def __init__(self, scores: list[float]):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.scores = scores
+
+    def training_step(self, batch, _idx):
+        return (self.w - batch).pow(2).mean()
+
+    def validation_step(self, batch, _idx):
+        self.log("val/l1", self.scores[self.trainer.current_epoch])
+
+    def configure_optimizers(self):
+        from cgmagan.models.gan_module import linear_decay
+
+        sgd = torch.optim.SGD([self.w], lr=1.0)
+        return [sgd], [{"scheduler": linear_decay(sgd, total_steps=100, decay_start=1.0), "interval": "step"}]
+
+
+def test_a_plateau_cuts_the_learning_rates_before_the_last_one_stops_training():
+    """patience 2, 2 cuts of x0.5: improvements reset the wait; each plateau before the last halves
+    the rate (the schedule's base too, so its multipliers apply to the cut rate); the third stops."""
+    from cgmagan.callbacks import AnnealingEarlyStopping
+
+    # epochs: 0 best, 1-2 plateau -> cut, 3 improves, 4-5 plateau -> cut, 6-7 plateau -> stop (8, 9 never run)
+    scores = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1]
+    stop = AnnealingEarlyStopping(monitor="val/l1", patience=2, factor=0.5, cuts=2)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=len(scores), logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[stop])  # fmt: skip
+    data = DataLoader(torch.ones(2, 1), batch_size=1)
+    trainer.fit(ScriptedScore(scores), train_dataloaders=data, val_dataloaders=data)
+    assert trainer.current_epoch == 8 and stop.cut_steps == [6, 12]  # 2 batches an epoch
+    assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [0.25]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.25)  # constant schedule: 1.0 x 0.5 x 0.5
+    assert stop.state_dict()["cut_steps"] == [6, 12]
+    with pytest.raises(ValueError, match="cut factor"):
+        AnnealingEarlyStopping(monitor="val/l1", factor=1.5)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging
 
 from cgmagan import linear_baseline
-from cgmagan.callbacks import LearningCurve, training_batches
+from cgmagan.callbacks import AnnealingEarlyStopping, LearningCurve, training_batches
 from cgmagan.cam import cgma_settings
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
@@ -116,13 +116,16 @@ def monitored(cfg: DictConfig) -> tuple[str, str]:
 
 def gan_callbacks(cfg: DictConfig) -> list:
     """The ``callbacks`` group's; early stopping on the best checkpoint's score when ``gan.patience``
-    is set; Lightning's EMA of the weights when ``gan.ema_decay`` is set: validation, checkpoints
+    is set, after ``gan.lr_cuts`` plateaus that each cut the learning rates by ``gan.lr_cut_factor``
+    (:class:`AnnealingEarlyStopping`); Lightning's EMA of the weights when ``gan.ema_decay`` is set: validation, checkpoints
     and so the evaluated GAN then hold the averaged weights."""
     callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
     if cfg.gan.get("patience") is not None:
         score, mode = monitored(cfg)
-        callbacks.append(EarlyStopping(monitor=score, mode=mode, patience=int(cfg.gan.patience),
-                                       min_delta=float(cfg.gan.get("min_delta") or 0.0), check_finite=True))  # fmt: skip
+        callbacks.append(AnnealingEarlyStopping(monitor=score, mode=mode, patience=int(cfg.gan.patience),
+                                                min_delta=float(cfg.gan.get("min_delta") or 0.0), check_finite=True,
+                                                cuts=int(cfg.gan.get("lr_cuts") or 0),
+                                                factor=float(cfg.gan.get("lr_cut_factor") or 0.3)))  # fmt: skip
     if cfg.gan.get("ema_decay") is not None:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
     return callbacks
@@ -136,7 +139,7 @@ def validation_interval(cfg: DictConfig, cache: CGMACache, runtime: Runtime, ove
     trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), **overrides}
     if not every or trainer.get("fast_dev_run") or trainer.get("overfit_batches") or "val_check_interval" in trainer:
         return None
-    batches = -(-len(cache.datamodule.train_dataloader()) // runtime.world_size)  # each rank's share
+    batches = cache.datamodule.train_batches(runtime.world_size)
     limit = trainer.get("limit_train_batches")
     if limit is not None:
         batches = int(batches * limit) if isinstance(limit, float) else min(batches, int(limit))
@@ -153,10 +156,13 @@ def training_record(trainer, cfg: DictConfig, reference: dict[str, float]) -> di
     scored = [h for h in history if score in h]
     best = (min if mode == "min" else max)(scored, key=lambda h: h[score]) if scored else None
     plateau = bool(stop and trainer.should_stop and stop.wait_count >= stop.patience)
-    return {"steps": training_batches(trainer), "epochs": int(trainer.current_epoch),
+    steps = training_batches(trainer)
+    return {"steps": steps, "epochs": round(steps / max(1, trainer.num_training_batches), 2),
+            "lr_cuts": list(getattr(stop, "cut_steps", [])),  # the steps after which the learning rates were cut
             "stopped_by": "plateau" if plateau else "max_epochs", "max_epochs": int(cfg.gan.max_epochs),
             "patience": cfg.gan.get("patience"), "monitor": score, "mode": mode,
-            "best_epoch": best["epoch"] if best else None, "best_score": best[score] if best else None,
+            "best_epoch": best["epoch"] if best else None, "best_step": best["step"] if best else None,
+            "best_score": best[score] if best else None,
             "history": history, "linear_cgma": reference}  # fmt: skip
 
 
@@ -183,7 +189,6 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     for callback in trainer.callbacks:
         if isinstance(callback, LearningCurve):
             callback.reference = reference
-            callback.scores += [] if monitored(cfg)[0] in callback.scores else [monitored(cfg)[0]]
     if gan.faithful:  # the classifiers judge the masked inputs, which the loaders then serve
         gan.attach_classifiers([c.module.net for c in cache.classifiers.train])
         cache.datamodule.serve_inputs = True
@@ -197,10 +202,12 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     finally:
         cache.datamodule.serve_inputs = False
     training = training_record(trainer, cfg, reference)
-    log.info("GAN: %d steps in %d epochs, stopped by %s; best %s %s at epoch %s (linear_cgma: %s)", training["steps"],
-             training["epochs"], "the score's plateau" if training["stopped_by"] == "plateau"
-             else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"], training["best_score"],
-             training["best_epoch"], reference.get(training["monitor"], "not scored on this"))  # fmt: skip
+    log.info("GAN: %d steps (%g epochs; learning rates cut after steps %s), stopped by %s; best %s %.4f at step %s "
+             "(linear_cgma: %s)", training["steps"], training["epochs"], training["lr_cuts"] or "none",
+             "the score's plateau" if training["stopped_by"] == "plateau"
+             else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"],
+             training["best_score"] if training["best_score"] is not None else float("nan"), training["best_step"],
+             reference.get(training["monitor"], "not scored on this"))  # fmt: skip
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         return TrainedGAN(gan, None, cache, training, linear_weights)
