@@ -202,8 +202,8 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     finally:
         cache.datamodule.serve_inputs = False
     training = training_record(trainer, cfg, reference)
-    log.info("GAN: %d steps (%g epochs; learning rates cut after steps %s), stopped by %s; best %s %.4f at step %s "
-             "(linear_cgma: %s)", training["steps"], training["epochs"], training["lr_cuts"] or "none",
+    log.info("GAN: %d steps (%g epochs%s), stopped by %s; best %s %.4f at step %s (linear_cgma: %s)", training["steps"],
+             training["epochs"], f"; learning rates cut after steps {training['lr_cuts']}" if training["lr_cuts"] else "",
              "the score's plateau" if training["stopped_by"] == "plateau"
              else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"],
              training["best_score"] if training["best_score"] is not None else float("nan"), training["best_step"],
