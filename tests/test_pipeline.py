@@ -192,6 +192,7 @@ def test_ddp_on_two_cpu_processes_computes_the_cache_and_the_metrics_of_one_proc
                 assert two["methods"][method][key] == pytest.approx(value, **tolerance), (one["dataset"], method, key)
 
 
+@pytest.mark.slow  # DDP itself: test_ddp_on_two_cpu_processes_...; this adds the multirun around it
 def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, *FEW_METHODS, "combinations.unseen=[]",

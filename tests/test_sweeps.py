@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FEW_METHODS, TINY
 from tests.wandb_records import of_kind
 
@@ -25,6 +27,7 @@ def run_sweep(tmp_path: Path, sweep: Path) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow  # two joblib jobs, twice (~75 s): make test-all
 def test_parallel_sweep_shares_a_wandb_group_skips_finished_jobs_on_rerun_and_aggregates_to_the_group(tmp_path):
     sweep = tmp_path / "sweep"
     run_sweep(tmp_path, sweep)

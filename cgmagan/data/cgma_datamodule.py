@@ -301,7 +301,8 @@ class CGMADataModule(pl.LightningDataModule):
         """Each rank's training batches an epoch, from the manifests' counts (no shard is opened):
         a distributed sampler gives every rank ceil(rows / world) of the pooled rows."""
         rows = sum(self.manifests[(name, "train")]["count"] for name in self.train_names)
-        return -(-(-(-rows // world_size)) // self.batch_size)
+        per_rank = -(-rows // world_size)  # ceiling divisions
+        return -(-per_rank // self.batch_size)
 
     def _pooled(self, split: str) -> ConcatDataset:
         if not self.serve_inputs:
