@@ -13,6 +13,8 @@ VARIANTS = {  # the preset every job of a variant starts from
 # what the ablation table reads (the GAN, its reference and the linear baseline on the same CGMAs),
 # so the ablation jobs skip the other methods, ROAD and condition importance
 ABLATION_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.road_images=0", "evaluate.condition_importance=false"]
+# the objective jobs: the same methods, with ROAD (the objective recipe compares it)
+OBJECTIVE_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.condition_importance=false"]
 # sweep name -> its overrides besides the variant's and the seeds; the LSFT jobs are every
 # ablation's reference, so no setting is run twice
 SWEEPS = {
@@ -26,8 +28,8 @@ SWEEPS = {
     "adversarial": ["gan.lambda_adv=0", *ABLATION_EVALUATION],
     # what G is trained for (the LSFT jobs imitate Grad-CAM): the other methods' maps come from them too.
     # Faithful alone is the main comparison's (its goal is judged over seeds); both, an ablation
-    "objective": ["objective=faithful", "evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.condition_importance=false"],
-    "objective_both": ["objective=both", "evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.condition_importance=false"],
+    "objective": ["objective=faithful", *OBJECTIVE_EVALUATION],
+    "objective_both": ["objective=both", *OBJECTIVE_EVALUATION],
 }
 
 
