@@ -76,10 +76,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"evaluate.area is a share of pixels in (0, 1], got {ev.area!r}")
     if float(ev.gaussian_sigma) <= 0:
         raise ConfigError(f"evaluate.gaussian_sigma must be positive, got {ev.gaussian_sigma!r}")
-    for name in ev.methods or []:
-        _one_of(name, METHODS, "each of evaluate.methods")
-    if ev.methods and REFERENCE_METHOD not in ev.methods:
-        raise ConfigError(f"evaluate.methods must include {REFERENCE_METHOD!r}: every method is scored against it")
+    for key in ("methods", "methods_other_seeds"):
+        names = ev.get(key)
+        for name in names or []:
+            _one_of(name, METHODS, f"each of evaluate.{key}")
+        if names and REFERENCE_METHOD not in names:
+            raise ConfigError(f"evaluate.{key} must include {REFERENCE_METHOD!r}: every method is scored against it")
 
     _check_gan_fits(cfg)
     resolve_combinations(cfg)  # unknown dataset or backbone names

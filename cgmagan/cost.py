@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from cgmagan.cam.cgma import cgma_settings
 from cgmagan.combinations import Combination, resolve_combinations
 from cgmagan.data.published import split_counts
-from cgmagan.methods import METHODS
+from cgmagan.methods import scored_method_names
 from cgmagan.stages.classifier import classifier_settings
 from cgmagan.utils import digest
 
@@ -161,7 +161,7 @@ def estimate(jobs: list[tuple[str, list[str], list[str]]], rates: Rates) -> list
 
 def _evaluation_seconds(combo: Combination, cfg: DictConfig, cached_test: int, rates: Rates) -> float:
     ev = cfg.evaluate
-    methods = list(ev.methods) if ev.methods else list(METHODS)
+    methods = scored_method_names(cfg)
     n = min(int(ev.max_images), cached_test)
     auc = min(int(ev.auc_images), n)
     road = min(int(ev.road_images), auc)

@@ -47,6 +47,17 @@ def select_methods(names: list[str] | None) -> list[ExplanationMethod]:
     return [METHODS[n] for n in names] if names else list(METHODS.values())
 
 
+def scored_method_names(cfg) -> list[str]:
+    """What a job scores: ``evaluate.methods`` (null: every registered method), or
+    ``evaluate.methods_other_seeds`` where set in a job whose GAN seed is not ``classifier.seed``. GAN
+    seeds that share the classifiers, CGMAs and test images share every map but the GAN's, so the job of
+    the classifiers' own seed scoring those is enough: in the others their scores would only repeat."""
+    ev = cfg.evaluate
+    others = ev.get("methods_other_seeds")
+    names = others if others is not None and cfg.seed != cfg.classifier.seed else ev.methods
+    return list(names) if names else list(METHODS)
+
+
 def _same_for_every_image(batch: Batch, heatmap: torch.Tensor) -> torch.Tensor:
     return heatmap.expand(len(batch["target"]), -1, -1)
 

@@ -112,7 +112,8 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
 
 
 @pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0", "gan.map_size=7",
-                                      "gan.lambda_adv=-1", "gan.ema_decay=1.5", "cgma.cumulative=sometimes"])
+                                      "gan.lambda_adv=-1", "gan.ema_decay=1.5", "cgma.cumulative=sometimes",
+                                      "evaluate.methods_other_seeds=[gan]", "evaluate.methods_other_seeds=[gradcam,gam]"])
 def test_bad_settings_fail_before_any_training(tmp_path, override):
     from cgmagan.errors import ConfigError
 
@@ -279,8 +280,10 @@ def test_condition_importance_does_not_depend_on_the_batch_size(tmp_path, finish
 
 def test_gan_seeds_share_the_classifiers_and_cgmas_of_one_classifier_seed(tmp_path):
     """classifier.seed fixed, the GAN's seed varied (how the recipes sweep): the second seed trains
-    no classifier and computes no CGMA, explains the same test images, and trains another GAN."""
-    base = [*TINY, *FEW_METHODS, "combinations.train=[digits/small_vgg]", "combinations.unseen=[]", "classifier.seed=0"]
+    no classifier and computes no CGMA, explains the same test images, trains another GAN, and scores
+    only evaluate.methods_other_seeds (the classifier seed's job scores evaluate.methods)."""
+    base = [*TINY, *FEW_METHODS, "combinations.train=[digits/small_vgg]", "combinations.unseen=[]", "classifier.seed=0",
+            "evaluate.methods_other_seeds=[gradcam,gan]"]  # fmt: skip
     first = run_experiment(compose_config(tmp_path / "a", [*base, "seed=0"]))
     cache = Path(first["config"]["paths"]["cache_dir"])
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
@@ -293,5 +296,6 @@ def test_gan_seeds_share_the_classifiers_and_cgmas_of_one_classifier_seed(tmp_pa
     assert (first["seed"], second["seed"], first["classifier_seed"], second["classifier_seed"]) == (0, 1, 0, 0)
     assert a["classifier_checkpoint"] == b["classifier_checkpoint"] and a["methods"]["gradcam"] == b["methods"]["gradcam"]
     assert a["methods"]["gan"]["mae"] != b["methods"]["gan"]["mae"], "another GAN"
+    assert list(a["methods"]) == ["gradcam", "gan", "last_cgma"] and list(b["methods"]) == ["gradcam", "gan"]
     by_default = compose_config(tmp_path / "c", [*TINY, "seed=1"])
     assert by_default.classifier.seed == 1 and by_default.dataset.seed == 1, "unless fixed, each seed its own classifiers"

@@ -26,6 +26,7 @@ JOBS = {
     "objective": [({"lambda_l1": 0}, 0.5)],  # faithful
     "objective_both": [({"lambda_l1": 100}, 0.78)],
 }
+REFERENCE = ("gradcam", "gan", "linear_cgma")  # what every LSFT job scores; the other methods, seed 0's
 FAITHFUL_DELETION = 0.2  # the faithful GAN's deletion AUC; every other GAN's 0.35, Grad-CAM's 0.3
 SEEDS = (0, 1)
 
@@ -59,6 +60,11 @@ def write_sweeps(runs: Path) -> None:
                 for c in combos if changes.get("lambda_l1") == 0 else ():
                     c["methods"]["gan"]["deletion_auc"] = FAITHFUL_DELETION + 0.01 * seed
                 combos.append(combination("textures", "small_vgg", "seen", 0.0, flagged=True))  # left out of every mean
+                if sweep == "lsft" and seed != 0:  # as evaluate.methods_other_seeds: the other methods in seed 0's job only
+                    config["evaluate"] = {"methods_other_seeds": list(REFERENCE)}
+                    for c in combos:
+                        c["methods"] = {m: v for m, v in c["methods"].items() if m in REFERENCE}
+                        c["sanity_check"]["spearman"] = {m: v for m, v in c["sanity_check"]["spearman"].items() if m in REFERENCE}
                 results = {"command": f"python run.py -m {sweep}", "seed": seed, "classifier_seed": 0, "config": config,
                            "combinations": combos,
                            "settings": {"deletion_steps": 20, "road_percentiles": [10, 50, 90]}}  # fmt: skip
@@ -90,6 +96,7 @@ def test_every_recipe_writes_its_table_and_plot_with_the_command_that_regenerate
     assert "- `python run.py -m gsft`" in texts["sanity"] and "- `python run.py -m cgma_k`" in texts["ablations"]
     assert "Left out as flagged" in texts["unseen"] and "textures/small_vgg" in texts["unseen"]
     assert "GAN seeds 0, 1 over the classifiers and data splits of classifier.seed 0" in texts["faithfulness"]
+    assert "The jobs of GAN seeds 1 scored only gradcam, gan, linear_cgma (evaluate.methods_other_seeds)" in texts["faithfulness"]
 
 
 def test_ablation_rows_read_their_own_runs_and_leave_flagged_combinations_out(written):
@@ -113,6 +120,7 @@ def test_faithfulness_and_unseen_tables_put_both_gans_beside_every_method(writte
     dice20 = texts["unseen"].split("### Dice@20 %")[1].split("###")[0]
     both = next(line for line in dice20.splitlines() if line.startswith("| unseen_both "))
     assert both.startswith(f"| unseen_both | {spread(0.7, 0.71)} | {spread(0.5, 0.51)} |")
+    # last_cgma from seed 0's job alone: exact (every job of classifier seed 0 has its maps), so the GAN's spread judges
     assert "last_cgma 0.700 ± 0.000 | within the seed spread |" in both  # 0.705 ± 0.007 vs 0.700
     backbone = next(line for line in dice20.splitlines() if line.startswith("| unseen_backbone "))
     assert backbone.endswith("last_cgma 0.700 ± 0.000 | yes |")  # 0.805
@@ -132,11 +140,15 @@ def test_the_objective_recipe_reads_each_objectives_runs_and_judges_the_faithful
 
 
 def test_a_verdict_needs_a_spread_over_seeds_on_both_sides():
-    from cgmagan.reproduce.cells import verdict
+    from cgmagan.reproduce.cells import seed_free, verdict
 
     assert verdict((0.30, 0.01, 3), (0.20, 0.02, 3)) == "**yes**" and verdict((0.30, 0.0, 1), (0.20, 0.0, 3)).startswith("one run")
     assert verdict(0.5, (0.24, 0.05, 3)) == "**yes**" and verdict((0.24, 0.05, 3), 0.5) == "**no**"
     assert verdict((0.30, 0.05, 3), 0.28) == "within the seed spread"
+    shared = [{"results": {"classifier_seed": 0}}] * 2
+    own = [{"results": {"classifier_seed": s}} for s in (0, 1)]
+    assert seed_free((0.2, 0.0, 1), shared) == 0.2 and verdict((0.30, 0.01, 3), seed_free((0.2, 0.0, 1), shared)) == "**yes**"
+    assert seed_free((0.2, 0.05, 2), own) == (0.2, 0.05, 2) and seed_free(None, shared) is None
 
 
 def test_sanity_verdicts_and_condition_importance(written):
@@ -144,6 +156,7 @@ def test_sanity_verdicts_and_condition_importance(written):
     gan = next(line for line in texts["sanity"].splitlines() if line.startswith("| GAN (LSFT) "))
     assert "| 0.900 ± 0.000 | 0.800 ± 0.000 | 0.700 ± 0.000 | 0 of 8 | fails |" in gan  # 4 combinations x 2 seeds
     assert next(line for line in texts["sanity"].splitlines() if line.startswith("| gradcam ")).endswith("| 8 of 8 | passes |")
+    assert next(line for line in texts["sanity"].splitlines() if line.startswith("| gradcam_pp ")).endswith("| 4 of 4 | passes |")
     assert "| 2 | 0.800 ± 0.000 | 0.050 ± 0.000 |" in texts["condition_importance"].split("### LSFT")[1]
 
 
@@ -173,7 +186,9 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     assert "no cost estimate: shapes has no published image counts" in out  # the embedded data: nothing to estimate from
     assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
         "run.py -m seed=0,1,2 classifier.seed=0 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
-        "hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
+        "'evaluate.methods_other_seeds=[gradcam,gan,linear_cgma]' hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
+    main(["small", "--dry-run", "--recipe", "sanity", "--seeds", "1,2"])  # no job of classifier seed 0: each scores every method
+    assert "evaluate.methods_other_seeds" not in capsys.readouterr().out
     main(["small", "--dry-run", "--recipe", "ablations", "--recipe", "objective"])
     commands = {line.split("hydra.sweep.dir=experiments/runs/small/")[1].split()[0]: line
                 for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep")}  # fmt: skip

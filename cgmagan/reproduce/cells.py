@@ -76,6 +76,15 @@ def verdict(a: Cell | float, b: Cell | float) -> str:
     return "**yes**" if a_mean - b_mean > margin else "**no**" if b_mean - a_mean > margin else "within the seed spread"
 
 
+def seed_free(cell: Cell | None, runs: list[dict]) -> Cell | float | None:
+    """A method other than the GAN, read from ``runs`` that share one classifier seed, as the exact
+    number it is: its maps do not depend on the GAN seed, so every job would give the same score (and
+    the jobs of the other seeds may skip it: ``evaluate.methods_other_seeds``). ``verdict`` then
+    judges by the GAN's spread alone. Runs of different classifier seeds keep their cell."""
+    seeds = {run["results"].get("classifier_seed") for run in runs}
+    return cell[0] if cell and len(seeds) == 1 and None not in seeds else cell
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1),
             *("| " + " | ".join(row) + " |" for row in rows)]  # fmt: skip
@@ -93,6 +102,11 @@ def provenance(runs: list[dict], command: str) -> list[str]:
     lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, {what_varied}; "
              "mean ± std over seeds of each run's mean over combinations. Sweeps:", ""]  # fmt: skip
     lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
+    reduced = sorted({str(run["results"]["seed"]) for run in runs if _scored_fewer(run)})
+    if reduced:
+        lines += ["", f"The jobs of GAN seeds {', '.join(reduced)} scored only {_scored_fewer(next(r for r in runs if _scored_fewer(r)))} "
+                  "(evaluate.methods_other_seeds): every other method's maps are the same in each job of one classifier "
+                  "seed, so its row is that seed's job (exact; its sanity check is one randomisation)."]  # fmt: skip
     if flagged:
         lines += ["", f"Left out as flagged (classifier near chance or all-zero targets) in some run: {', '.join(flagged)}."]
     accuracy = {}
@@ -101,6 +115,13 @@ def provenance(runs: list[dict], command: str) -> list[str]:
             accuracy.setdefault(f"{c['dataset']}/{c['backbone']}", []).append(c["classifier_accuracy"])
     lines += ["", "Classifier test accuracy (mean over runs): " + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in accuracy.items()) + "."]
     return lines
+
+
+def _scored_fewer(run: dict) -> str | None:
+    """The methods a job scored instead of ``evaluate.methods``, as "a, b, c"; None when it scored all."""
+    results = run["results"]
+    others = results.get("config", {}).get("evaluate", {}).get("methods_other_seeds")
+    return ", ".join(others) if others is not None and results.get("seed") != results.get("classifier_seed") else None
 
 
 def method_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:

@@ -13,7 +13,7 @@ import cgmagan.reproduce as package
 from cgmagan.report import save_figure
 from cgmagan.reproduce.cells import GANS, provenance
 from cgmagan.reproduce.recipes import RECIPES, summary
-from cgmagan.reproduce.sweeps import SWEEPS, VARIANTS, load_sweeps, sweep_command, sweep_seeds
+from cgmagan.reproduce.sweeps import VARIANTS, load_sweeps, sweep_command, sweep_overrides, sweep_seeds
 
 
 def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
@@ -46,7 +46,8 @@ def print_estimate(args, sweeps: list[str]) -> None:
     shared = [] if args.classifier_seed == "each" else [f"classifier.seed={args.classifier_seed}"]
     jobs = []
     for sweep in sweeps:
-        for swept, overrides in cost.expand([f"seed={sweep_seeds(sweep, args.variant, args.seeds, args.ablation_seeds)}", *SWEEPS[sweep]]):
+        seeds = sweep_seeds(sweep, args.variant, args.seeds, args.ablation_seeds)
+        for swept, overrides in cost.expand([f"seed={seeds}", *sweep_overrides(sweep, seeds, args.classifier_seed)]):
             jobs.append((sweep, swept, [*overrides, *shared, *VARIANTS[args.variant], *args.overrides]))
     rates = cost.Rates.load(args.rates)
     try:

@@ -10,17 +10,22 @@ VARIANTS = {  # the preset every job of a variant starts from
     "small": ["+experiment=reproduce_small"],  # the embedded default experiment on a CPU
     "paper": ["+experiment=reproduce_paper"],  # six datasets, three backbones, the paper's GAN
 }
-# what the ablation table reads (the GAN, its reference and the linear baseline on the same CGMAs),
-# so the ablation jobs skip the other methods, ROAD and condition importance
-ABLATION_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.road_images=0", "evaluate.condition_importance=false"]
+# the GAN, its teacher and the linear baseline on the same CGMAs: what every job scores. Every other
+# method's maps are the same in every job of one classifier seed, so the recipes read them from the
+# LSFT job of that seed
+REFERENCE_METHODS = "[gradcam,gan,linear_cgma]"
+# the ablation table reads those only, so the ablation jobs skip ROAD and condition importance too
+ABLATION_EVALUATION = [f"evaluate.methods={REFERENCE_METHODS}", "evaluate.road_images=0", "evaluate.condition_importance=false"]
 # the objective jobs: the same methods, with ROAD (the objective recipe compares it)
-OBJECTIVE_EVALUATION = ["evaluate.methods=[gradcam,gan,linear_cgma]", "evaluate.condition_importance=false"]
+OBJECTIVE_EVALUATION = [f"evaluate.methods={REFERENCE_METHODS}", "evaluate.condition_importance=false"]
+OTHER_SEEDS = "evaluate.methods_other_seeds="
 # sweep name -> its overrides besides the variant's and the seeds; the LSFT jobs are every
 # ablation's reference, so no setting is run twice
 SWEEPS = {
-    "lsft": ["conditioning=lsft", "evaluate.methods=null"],  # null: every method, Score-CAM too
-    # the other methods' scores: the LSFT jobs' (the same classifiers, CGMAs and test images, so the same numbers)
-    "gsft": ["conditioning=gsft", "evaluate.methods=[gradcam,gan,linear_cgma]"],
+    # null: every method, Score-CAM too, in the job of the classifiers' seed; the other seeds' jobs score
+    # the reference methods only (the rest would repeat that job's numbers)
+    "lsft": ["conditioning=lsft", "evaluate.methods=null", OTHER_SEEDS + REFERENCE_METHODS],
+    "gsft": ["conditioning=gsft", f"evaluate.methods={REFERENCE_METHODS}"],
     "cgma_k": ["cgma.k=1,2,4", *ABLATION_EVALUATION],
     "cgma_order": ["cgma.order=backward", *ABLATION_EVALUATION],
     "cgma_single": ["cgma.cumulative=false", *ABLATION_EVALUATION],
@@ -46,12 +51,20 @@ def sweep_seeds(sweep: str, variant: str, seeds: str, ablation_seeds: str | None
     return ablation_seeds or ABLATION_SEEDS.get(variant) or seeds
 
 
+def sweep_overrides(sweep: str, seeds: str, classifier_seed: str) -> list[str]:
+    """The sweep's overrides; without a job of the classifiers' seed among ``seeds`` (or with a
+    classifier per seed), every job scores every method."""
+    if classifier_seed in seeds.split(","):
+        return SWEEPS[sweep]
+    return [o for o in SWEEPS[sweep] if not o.startswith(OTHER_SEEDS)]
+
+
 def sweep_command(python: str, variant: str, sweep: str, seeds: str, runs_dir: Path, extra: list[str],
                   classifier_seed: str = "0") -> list[str]:  # fmt: skip
     """The sweep over GAN seeds ``seeds``; the classifiers (and data splits) are those of
     ``classifier_seed``, shared by every GAN seed, or each seed's own when it is "each"."""
     shared = [] if classifier_seed == "each" else [f"classifier.seed={classifier_seed}"]
-    return [python, "run.py", "-m", f"seed={seeds}", *shared, *VARIANTS[variant], *SWEEPS[sweep],
+    return [python, "run.py", "-m", f"seed={seeds}", *shared, *VARIANTS[variant], *sweep_overrides(sweep, seeds, classifier_seed),
             f"hydra.sweep.dir={runs_dir / variant / sweep}", *extra]  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from cgmagan.config import job_fingerprint
 from cgmagan.data.base import loader_workers, stratified_subset
 from cgmagan.data.evaluation import EvaluationDataModule, EvaluationDataset, derangement
 from cgmagan.loggers import log_results
-from cgmagan.methods import select_methods
+from cgmagan.methods import scored_method_names, select_methods
 from cgmagan.models.evaluation_module import ExplanationEvaluator
 from cgmagan.report import condition_importance_figure, markdown_table, run_header, sanity_check_figure, save_figure
 from cgmagan.runtime import Runtime, all_gather_objects
@@ -114,7 +114,7 @@ def evaluate(cfg: DictConfig, gan: TrainedGAN, runtime: Runtime) -> Evaluation:
         gan=gan.module,
         mean_train_target=cache.datamodule.mean_train_target(),
         linear_weights=linear_weights,
-        methods=select_methods(ev.methods),
+        methods=select_methods(scored_method_names(cfg)),
         deletion_steps=int(ev.deletion_steps),
         road_percentiles=list(ev.road_percentiles),
         area=float(ev.area),
