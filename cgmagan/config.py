@@ -64,6 +64,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"gan.faithfulness holds loss weights, 0 or more, got {bad}")
     if float(cfg.gan.get("lambda_adv", 1.0)) < 0:
         raise ConfigError(f"gan.lambda_adv is a loss weight, 0 or more (0 trains on L1 alone), got {cfg.gan.lambda_adv!r}")
+    if cfg.gan.get("lr_cut_factor") is not None and not 0 < float(cfg.gan.lr_cut_factor) < 1:
+        raise ConfigError(f"gan.lr_cut_factor multiplies the learning rates at each cut: it must lie in (0, 1), "
+                          f"got {cfg.gan.lr_cut_factor!r}")  # fmt: skip
     if cfg.gan.get("ema_decay") is not None and not 0 < float(cfg.gan.ema_decay) < 1:
         raise ConfigError(f"gan.ema_decay must be in (0, 1) (e.g. 0.999), or null for no averaging, got {cfg.gan.ema_decay!r}")
 

@@ -113,7 +113,8 @@ def test_missing_dataset_fails_before_any_training(tmp_path):
 
 @pytest.mark.parametrize("override", ["cgma.verify=sometimes", "cgma.order=sideways", "cgma.shard_size=0", "gan.map_size=7",
                                       "gan.lambda_adv=-1", "gan.ema_decay=1.5", "cgma.cumulative=sometimes",
-                                      "evaluate.methods_other_seeds=[gan]", "evaluate.methods_other_seeds=[gradcam,gam]"])
+                                      "evaluate.methods_other_seeds=[gan]", "evaluate.methods_other_seeds=[gradcam,gam]",
+                                      "gan.lr_cut_factor=0"])
 def test_bad_settings_fail_before_any_training(tmp_path, override):
     from cgmagan.errors import ConfigError
 

@@ -63,7 +63,15 @@ def kinds_mean_cell(runs: list[dict], method: str, score: str, kinds=UNSEEN) -> 
 
 
 def fmt(cell: Cell | None, digits: int = 3) -> str:
-    return f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}" if cell else "–"
+    """"mean ± std" over seeds; one run's value alone (it has no spread to show)."""
+    if not cell:
+        return "–"
+    return f"{cell[0]:.{digits}f}" if cell[2] < 2 else f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}"
+
+
+def scored_runs(runs: list[dict], method: str) -> int:
+    """How many of ``runs`` scored ``method`` (evaluate.methods_other_seeds: fewer than ran)."""
+    return sum(any(method in c["methods"] for c in run["results"]["combinations"]) for run in runs)
 
 
 def verdict(a: Cell | float, b: Cell | float) -> str:

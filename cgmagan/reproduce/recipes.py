@@ -22,6 +22,7 @@ from cgmagan.reproduce.cells import (
     over_seeds,
     pick,
     score_cell,
+    scored_runs,
     seed_free,
     setting,
     table,
@@ -297,7 +298,7 @@ def objectives(sweeps: dict[str, list[dict]]) -> tuple[list[str], object]:
         lines += table(["method", *(HEADERS[s][0] if s != "dice_matched_area" else "Dice@20 % with Grad-CAM"
                                     for s in OBJECTIVE_SCORES), "runs"],
                        [[label, *(fmt(score_cell(r, m, s, [kind]), 2 if s in PERCENT or s.startswith("average_drop") else 3)
-                                  for s in OBJECTIVE_SCORES), str(len(r))] for label, r, m in rows])  # fmt: skip
+                                  for s in OBJECTIVE_SCORES), str(scored_runs(r, m))] for label, r, m in rows])  # fmt: skip
     if verdicts := objective_verdicts(sweeps):
         lines += ["", "| claim | measured | held |", "|---|---|---|", *(f"| {c} | {m} | {v} |" for c, m, v in verdicts)]
     fig, axes = plt.subplots(1, len(FAITHFUL_VS_GRADCAM), figsize=(4 * len(FAITHFUL_VS_GRADCAM), 3.6))

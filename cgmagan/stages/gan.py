@@ -122,10 +122,11 @@ def gan_callbacks(cfg: DictConfig) -> list:
     callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
     if cfg.gan.get("patience") is not None:
         score, mode = monitored(cfg)
+        factor = cfg.gan.get("lr_cut_factor")  # unset: the callback's default; 0 is an error, not the default
+        cut_factor = {} if factor is None else {"factor": float(factor)}
         callbacks.append(AnnealingEarlyStopping(monitor=score, mode=mode, patience=int(cfg.gan.patience),
                                                 min_delta=float(cfg.gan.get("min_delta") or 0.0), check_finite=True,
-                                                cuts=int(cfg.gan.get("lr_cuts") or 0),
-                                                factor=float(cfg.gan.get("lr_cut_factor") or 0.3)))  # fmt: skip
+                                                cuts=int(cfg.gan.get("lr_cuts") or 0), **cut_factor))  # fmt: skip
     if cfg.gan.get("ema_decay") is not None:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
     return callbacks
