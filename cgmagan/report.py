@@ -11,6 +11,7 @@ import torch  # noqa: E402
 
 from cgmagan.methods import METHODS  # noqa: E402
 from cgmagan.metrics.scores import SCORES, Score  # noqa: E402
+from cgmagan.utils import epochs_text  # noqa: E402
 
 
 def overlay_grid(images: torch.Tensor, columns: dict[str, torch.Tensor | None], title: str = "", row_labels=None,
@@ -160,7 +161,7 @@ def training_line(results: dict) -> str:
     reference = f" (linear_cgma on the same validation data: {linear:.4f})" if linear is not None else ""
     cuts = t.get("lr_cuts") or []
     annealed = f" again after its learning rates were cut at step{'s' if len(cuts) > 1 else ''} {', '.join(map(str, cuts))}" if cuts else ""
-    return (f" The GAN trained {t['steps']} steps ({t['epochs']:g} epochs) and stopped because {why}{annealed}"
+    return (f" The GAN trained {t['steps']} steps ({epochs_text(t['epochs'])}) and stopped because {why}{annealed}"
             f"{best}{reference}.")
 
 

@@ -104,3 +104,8 @@ def live(config):
     if isinstance(config, list):
         return [live(v) for v in config]
     return config
+
+
+def epochs_text(epochs: float) -> str:
+    """"1 epoch", "2.6 epochs"."""
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"

@@ -205,7 +205,7 @@ def test_multirun_of_ddp_jobs_runs_each_job_once_on_two_processes(tmp_path):
     for job in ("0", "1"):  # each seed its own classifiers: trained, cached and explained by both ranks
         assert (sweep / job / "results.json").is_file()
         worker_log = (sweep / job / "train_ddp_process_1.log").read_text()
-        assert "training classifier digits/small_vgg for 1 epochs on 2 process(es)" in worker_log
+        assert "training classifier digits/small_vgg for 1 epoch on 2 process(es)" in worker_log
         assert re.search(r"computing [1-9]\d* of \d+ shards \(rank 1 of 2\)", worker_log)
         assert "rank 1 of 2 scores" in worker_log
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"], "workers start no sweep of their own"

@@ -26,7 +26,7 @@ from cgmagan.data.cgma_datamodule import check_layers
 from cgmagan.errors import ConfigError
 from cgmagan.models.classifier_module import ClassifierModule
 from cgmagan.runtime import Runtime
-from cgmagan.utils import digest, file_sha256, inert, seed_stage, write_json_atomic
+from cgmagan.utils import digest, epochs_text, file_sha256, inert, seed_stage, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def train_or_load(combo: Combination, dm: ClassificationDataModule, cfg: DictCon
         last = progress / "last.ckpt"
         resume = runtime.broadcast(runtime.is_global_zero and _resumable(last))
         length = (f"a fast_dev_run of {int(trainer.fast_dev_run)} batch(es)" if trainer.fast_dev_run
-                  else f"{cfg.classifier.max_epochs} epochs")  # fmt: skip
+                  else epochs_text(int(cfg.classifier.max_epochs)))  # fmt: skip
         log.info("training classifier %s for %s on %d process(es)%s", combo.name, length, runtime.world_size,
                  f", resuming from {last}" if resume else "")  # fmt: skip
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None,

@@ -19,7 +19,7 @@ from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
-from cgmagan.utils import digest, inert, instantiate_list, live, seed_stage
+from cgmagan.utils import digest, epochs_text, inert, instantiate_list, live, seed_stage
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +203,13 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
     finally:
         cache.datamodule.serve_inputs = False
     training = training_record(trainer, cfg, reference)
-    log.info("GAN: %d steps (%g epochs%s), stopped by %s; best %s %.4f at step %s (linear_cgma: %s)", training["steps"],
-             training["epochs"], f"; learning rates cut after steps {training['lr_cuts']}" if training["lr_cuts"] else "",
+    linear = reference.get(training["monitor"])
+    log.info("GAN: %d steps (%s%s), stopped by %s; best %s %.4f at step %s (linear_cgma: %s)", training["steps"],
+             epochs_text(training["epochs"]), f"; learning rates cut after steps {training['lr_cuts']}" if training["lr_cuts"] else "",
              "the score's plateau" if training["stopped_by"] == "plateau"
              else f"the epoch cap (gan.max_epochs {training['max_epochs']})", training["monitor"],
              training["best_score"] if training["best_score"] is not None else float("nan"), training["best_step"],
-             reference.get(training["monitor"], "not scored on this"))  # fmt: skip
+             "not scored on this" if linear is None else f"{linear:.4f}")  # fmt: skip
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         return TrainedGAN(gan, None, cache, training, linear_weights)
