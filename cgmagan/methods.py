@@ -54,8 +54,13 @@ def scored_method_names(cfg) -> list[str]:
     the classifiers' own seed scoring those is enough: in the others their scores would only repeat."""
     ev = cfg.evaluate
     others = ev.get("methods_other_seeds")
-    names = others if others is not None and cfg.seed != cfg.classifier.seed else ev.methods
+    names = others if scores_fewer(others, cfg.seed, cfg.classifier.seed) else ev.methods
     return list(names) if names else list(METHODS)
+
+
+def scores_fewer(methods_other_seeds, seed, classifier_seed) -> bool:
+    """Whether a job scores ``evaluate.methods_other_seeds`` instead of ``evaluate.methods``."""
+    return methods_other_seeds is not None and seed != classifier_seed
 
 
 def _same_for_every_image(batch: Batch, heatmap: torch.Tensor) -> torch.Tensor:

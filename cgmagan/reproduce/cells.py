@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cgmagan.aggregate import mean_std
-from cgmagan.methods import NO_TRAINING_BASELINES
+from cgmagan.methods import NO_TRAINING_BASELINES, scores_fewer
 
 GANS = ("lsft", "gsft")
 KINDS = ("seen", "unseen_backbone", "unseen_dataset", "unseen_both")
@@ -110,9 +110,9 @@ def provenance(runs: list[dict], command: str) -> list[str]:
     lines = [f"Regenerate: `{command}`", "", f"{len(runs)} runs, {what_varied}; "
              "mean ± std over seeds of each run's mean over combinations. Sweeps:", ""]  # fmt: skip
     lines += [f"- `{c}`" for c in sorted({run["results"]["command"] for run in runs})]
-    reduced = sorted({str(run["results"]["seed"]) for run in runs if _scored_fewer(run)})
-    if reduced:
-        lines += ["", f"The jobs of GAN seeds {', '.join(reduced)} scored only {_scored_fewer(next(r for r in runs if _scored_fewer(r)))} "
+    fewer = {str(run["results"]["seed"]): scored for run in runs if (scored := _scored_fewer(run))}
+    if fewer:
+        lines += ["", f"The jobs of GAN seeds {', '.join(sorted(fewer))} scored only {next(iter(fewer.values()))} "
                   "(evaluate.methods_other_seeds): every other method's maps are the same in each job of one classifier "
                   "seed, so its row is that seed's job (exact; its sanity check is one randomisation)."]  # fmt: skip
     if flagged:
@@ -129,7 +129,7 @@ def _scored_fewer(run: dict) -> str | None:
     """The methods a job scored instead of ``evaluate.methods``, as "a, b, c"; None when it scored all."""
     results = run["results"]
     others = results.get("config", {}).get("evaluate", {}).get("methods_other_seeds")
-    return ", ".join(others) if others is not None and results.get("seed") != results.get("classifier_seed") else None
+    return ", ".join(others) if scores_fewer(others, results.get("seed"), results.get("classifier_seed")) else None
 
 
 def method_rows(sweeps: dict[str, list[dict]]) -> list[tuple[str, list[dict], str]]:
