@@ -66,7 +66,8 @@ def main() -> None:
         f"Made by: `{results['command']}`, then `python experiments/convergence.py <its folder>"
         f"{' --stopped <the stopped run>' if args.stopped else ''}`.", "",
         f"The GAN trained {t['steps']} steps ({t['epochs']} epochs) without early stopping, validated every "
-        f"{history[1]['step'] - history[0]['step'] if len(history) > 1 else '?'} steps. Its best {score} "
+        f"{' or '.join(str(g) for g in sorted({b['step'] - a['step'] for a, b in zip(history, history[1:])})) or '?'} "
+        f"steps. Its best {score} "
         f"{best[score]:.4f} came at step {best['step']}; the linear CGMA baseline scores {reference.get(score, float('nan')):.4f} "
         f"on the same validation data ({', '.join(f'{k} {v:.4f}' for k, v in reference.items())}).", "",
     ]  # fmt: skip
