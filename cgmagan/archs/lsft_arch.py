@@ -42,16 +42,17 @@ class LSFTGenerator(nn.Module):
         b, k, s1, s2 = cgmas.shape
         if k != self.num_cgmas:
             raise ValueError(f"LSFTGenerator was built for {self.num_cgmas} CGMAs, got {k}")
-        return self.condition(cgmas.reshape(b * k, 1, s1, s2)).view(b, k, -1, s1, s2)
+        return self.condition(cgmas.reshape(b * k, 1, s1, s2)).unflatten(0, (b, k))
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         # image [B, 3, S, S] normalised, cgmas [B, K, S, S] in [0, 1] -> heatmap [B, 1, S, S]
-        conds = self.conditions(cgmas)
+        # unbound once: indexing conds[:, k] in the loop costs a zero-filled [B, K, ...] gradient per group
+        conds = self.conditions(cgmas).unbind(1)
         stem = self.head.stem(image)
         feat = stem
         for k, group in enumerate(self.groups):
             for block in group:
-                feat = block(feat, conds[:, k])
+                feat = block(feat, conds[k])
             if k < len(self.plain):
                 feat = self.plain[k](feat)
         return self.head.finish(stem, feat, cgmas)
