@@ -2,26 +2,13 @@ import pytest
 import torch
 
 from cgmagan.archs import GSFTGenerator, LSFTGenerator, PatchDiscriminator
-from cgmagan.archs.sft_arch import PixelwiseConv, SFTLayer
+from cgmagan.archs.sft_arch import SFTLayer
 
 
 def test_sft_layer_is_scale_and_shift():
     sft = SFTLayer(nf=4, cond_nf=3)
     feat, cond = torch.rand(2, 4, 5, 5), torch.rand(2, 3, 5, 5)
     torch.testing.assert_close(sft(feat, cond), feat * (1 + sft.scale(cond)) + sft.shift(cond))
-
-
-def test_pixelwise_conv_is_a_1x1_conv():
-    """Same parameters (a checkpoint of either loads into the other), outputs and gradients."""
-    torch.manual_seed(0)
-    pixelwise, conv = PixelwiseConv(5, 3), torch.nn.Conv2d(5, 3, 1)
-    conv.load_state_dict(pixelwise.state_dict())
-    x = torch.randn(2, 5, 4, 6, requires_grad=True)
-    out = pixelwise(x)
-    torch.testing.assert_close(out, conv(x))
-    (grad_pixelwise,) = torch.autograd.grad(out.square().sum(), x)
-    (grad_conv,) = torch.autograd.grad(conv(x).square().sum(), x)
-    torch.testing.assert_close(grad_pixelwise, grad_conv)
 
 
 def test_generator_shapes_and_range():

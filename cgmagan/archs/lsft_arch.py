@@ -42,7 +42,7 @@ class LSFTGenerator(nn.Module):
         b, k, s1, s2 = cgmas.shape
         if k != self.num_cgmas:
             raise ValueError(f"LSFTGenerator was built for {self.num_cgmas} CGMAs, got {k}")
-        return self.condition(cgmas.reshape(b * k, 1, s1, s2)).unflatten(0, (b, k))
+        return self.condition(cgmas.reshape(b * k, 1, s1, s2)).view(b, k, -1, s1, s2)
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         # image [B, 3, S, S] normalised, cgmas [B, K, S, S] in [0, 1] -> heatmap [B, 1, S, S]
