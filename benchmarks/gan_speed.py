@@ -71,10 +71,10 @@ def fixed_batch(batch: int, size: int) -> dict[str, torch.Tensor]:
             "target": torch.rand(batch, size, size, generator=g)}  # fmt: skip
 
 
-def step_seconds(cfg, generator, device: torch.device, steps: int, warmup: int) -> float:
+def step_seconds(cfg, generator, device: torch.device, steps: int, warmup: int, **module) -> float:
     from cgmagan.models.gan_module import CGMAGAN
 
-    gan = instantiate(cfg.gan.module, generator=generator)
+    gan = instantiate(cfg.gan.module, generator=generator, **module)
     assert isinstance(gan, CGMAGAN)
     timer = StepTimer(warmup)
     loader = DataLoader([fixed_batch(int(cfg.gan.batch_size), int(cfg.gan.map_size))] * (steps + warmup), batch_size=None)
@@ -131,8 +131,18 @@ def main() -> None:
                          f"{1000 * seconds:.1f} | {cfg.gan.batch_size / seconds:.1f} | {lsft_seconds / seconds:.2f}x | "
                          f"{per_second:.1f} |")  # fmt: skip
             print(lines[-1], flush=True)
+        # the other memory layout, for the LSFT step only (inference is the generator's alone)
+        flipped = not cfg.gan.channels_last
+        seconds = step_seconds(cfg, instantiate(composed(name, "lsft").conditioning.generator), device, steps, args.warmup,
+                               channels_last=flipped)  # fmt: skip
+        lines.append(f"| {name} | LSFT, {'channels-last' if flipped else 'contiguous'} memory (the preset's: "
+                     f"{'channels-last' if not flipped else 'contiguous'}) | | {cfg.gan.batch_size} | {cfg.gan.map_size} | "
+                     f"{1000 * seconds:.1f} | {cfg.gan.batch_size / seconds:.1f} | {lsft_seconds / seconds:.2f}x | |")  # fmt: skip
+        print(lines[-1], flush=True)
     lines.append("\nLSFT's trunk is K SFT blocks with K - 1 plain residual blocks between the groups (the paper's), "
-                 "and its condition network runs once per CGMA (K times GSFT's, which takes the K maps at once).")
+                 "and its condition network runs once per CGMA (K times GSFT's, which takes the K maps at once). "
+                 "Memory layout: `gan.channels_last` (G, D and their inputs in NHWC); steps of one machine drift by "
+                 "tens of % within an hour, so compare rows of one run only.")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

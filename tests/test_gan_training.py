@@ -1,5 +1,6 @@
 """The GAN's training step on a fixed tiny batch: every weight of D and G learns, and L1 falls."""
 
+import copy
 from functools import partial
 
 import pytest
@@ -59,6 +60,38 @@ def test_training_on_a_fixed_batch_halves_the_l1_loss(name):
     start = l1()
     fit(gan, steps=120)
     assert l1() <= 0.5 * start, (start, l1())
+
+
+@pytest.mark.parametrize("name", list(GENERATORS))
+def test_channels_last_gan_computes_and_learns_what_the_contiguous_one_does(name, tmp_path):
+    """gan.channels_last changes the memory layout only: from the same weights, the same maps and,
+    after 10 training steps, the same weights (to float rounding); the networks stay in NHWC while
+    training and come back in it from a checkpoint."""
+    torch.manual_seed(0)
+    plain = gan_of(name)
+    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
+    nhwc = CGMAGAN(copy.deepcopy(plain.generator), copy.deepcopy(plain.discriminator), adam, adam, channels_last=True)
+    convs = [p for p in nhwc.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    spatial = [p for p in convs if p.shape[1] > 1 and p.shape[-1] > 1]  # (a 1x1 or 1-channel kernel is in both)
+    assert spatial and not any(p.is_contiguous() for p in spatial)
+    batch = fixed_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc(batch["image"], batch["cgma"]), plain(batch["image"], batch["cgma"]))
+    for gan in (plain, nhwc):
+        torch.manual_seed(1)
+        fit(gan, steps=10)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in nhwc.parameters() if p.dim() == 4)
+    moved = [n for n, p in plain.named_parameters() if not torch.allclose(p, nhwc.get_parameter(n), atol=1e-4)]
+    assert moved == []
+    assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), nhwc.parameters()))  # the kernels differ
+    path = tmp_path / "nhwc.ckpt"
+    torch.save({"state_dict": nhwc.state_dict(), "hyper_parameters": dict(nhwc.hparams), "pytorch-lightning_version": pl.__version__}, path)
+    loaded = CGMAGAN.load_from_checkpoint(path, generator=GENERATORS[name](), weights_only=False,
+                                          discriminator=PatchDiscriminator(3, ndf=8, n_layers=2))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in loaded.parameters() if p.dim() == 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["image"], batch["cgma"]), nhwc(batch["image"], batch["cgma"]))
 
 
 def test_l1_only_training_leaves_d_untouched_and_still_learns():
@@ -129,16 +162,16 @@ class RecordGenerator(pl.Callback):
 
 
 def test_ema_of_the_weights_is_what_training_leaves_in_the_module():
-    """gan.ema_decay adds Lightning's EMAWeightAveraging: the trained module holds the running
-    average of the weights (decay d: avg = d * avg + (1 - d) * w after each step), not the last ones."""
-    from pytorch_lightning.callbacks import EMAWeightAveraging
+    """gan.ema_decay's callback: the trained module holds the running average of the weights
+    (decay d: avg = d * avg + (1 - d) * w after each step), not the last ones."""
+    from cgmagan.stages.gan import weight_averaging
 
     torch.manual_seed(0)
     gan = gan_of("lsft")
     record, decay = RecordGenerator(), 0.5
     loader = DataLoader([fixed_batch()] * 4, batch_size=None)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[record, EMAWeightAveraging(decay=decay)])  # fmt: skip
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[record, weight_averaging(decay)])  # fmt: skip
     trainer.fit(gan, train_dataloaders=loader)
     name = "head.out.2.weight"
     expected = record.weights[0][name]
@@ -149,15 +182,18 @@ def test_ema_of_the_weights_is_what_training_leaves_in_the_module():
 
 
 def test_gan_ema_decay_adds_the_averaging_callback_with_that_decay(tmp_path):
-    from pytorch_lightning.callbacks import EMAWeightAveraging
+    from pytorch_lightning.callbacks import WeightAveraging
 
     from cgmagan.stages.gan import gan_callbacks
     from tests.conftest import compose_config
 
-    assert not any(isinstance(c, EMAWeightAveraging) for c in gan_callbacks(compose_config(tmp_path)))
-    (ema,) = [c for c in gan_callbacks(compose_config(tmp_path, ["gan.ema_decay=0.9"])) if isinstance(c, EMAWeightAveraging)]
-    updated = ema._kwargs["avg_fn"](torch.zeros(3), torch.ones(3), torch.tensor(1))  # 0.9 * 0 + 0.1 * 1
-    torch.testing.assert_close(updated, torch.full((3,), 0.1))
+    assert not any(isinstance(c, WeightAveraging) for c in gan_callbacks(compose_config(tmp_path, ["gan=paper"])))
+    assert not any(isinstance(c, WeightAveraging) for c in gan_callbacks(compose_config(tmp_path, ["gan.ema_decay=null"])))
+    assert sum(isinstance(c, WeightAveraging) for c in gan_callbacks(compose_config(tmp_path))) == 1  # gan=small's 0.98
+    (ema,) = [c for c in gan_callbacks(compose_config(tmp_path, ["gan.ema_decay=0.9"])) if isinstance(c, WeightAveraging)]
+    averaged = [torch.zeros(3)]
+    ema._kwargs["multi_avg_fn"](averaged, [torch.ones(3)], torch.tensor(1))  # in place: 0.9 * 0 + 0.1 * 1
+    torch.testing.assert_close(averaged[0], torch.full((3,), 0.1))
 
 
 def test_training_stops_on_a_plateau_or_at_the_cap_keeps_the_best_checkpoint_and_draws_its_curve(tmp_path):

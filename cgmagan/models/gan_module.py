@@ -60,14 +60,19 @@ class CGMAGAN(pl.LightningModule):
         use_image: bool = True,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         faithfulness: dict | None = None,
+        channels_last: bool = False,
         description: dict | None = None,
     ):
         """``description``: the networks' configs, map size and CGMA settings, saved with the
-        hyperparameters so that a checkpoint can be rebuilt alone (:func:`cgmagan.stages.gan.load_gan`)."""
+        hyperparameters so that a checkpoint can be rebuilt alone (:func:`cgmagan.stages.gan.load_gan`).
+        ``channels_last``: G and D, and every map they are fed, in NHWC memory: oneDNN's convolutions
+        at 16-32 channels take ~30 % less time a step on a CPU (benchmarks/gan_speed.md)."""
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator"], logger=False)
         self.generator = generator
         self.discriminator = discriminator
+        if channels_last:  # set here, so that copies (EMA's, a checkpoint's) are born in it
+            self.to(memory_format=torch.channels_last)
         self.automatic_optimization = False
         self._classifiers: list[nn.Module] = []  # a plain list: not saved in the GAN's checkpoints
 
@@ -96,7 +101,14 @@ class CGMAGAN(pl.LightningModule):
 
     def forward(self, image: torch.Tensor, cgmas: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] in [0, 1], [B, K, S, S] -> heatmap [B, S, S] in [0, 1]."""
+        image, cgmas = self._layout(image, cgmas)
         return self.generator(self._generator_image(gan_input(image)), cgmas)[:, 0]
+
+    def _layout(self, *maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The networks' memory format for their [B, C, S, S] inputs (a copy only when it differs)."""
+        if not self.hparams.get("channels_last"):
+            return maps
+        return tuple(m.contiguous(memory_format=torch.channels_last) for m in maps)
 
     def _generator_image(self, image: torch.Tensor) -> torch.Tensor:
         return image if self.hparams.use_image else torch.zeros_like(image)
@@ -122,7 +134,7 @@ class CGMAGAN(pl.LightningModule):
     def training_step(self, batch, _idx):
         opt_g, opt_d = self.optimizers()
         batch = as_float32(batch)
-        image, cond, target = gan_input(batch["image"]), batch["cgma"], batch["target"][:, None]
+        image, cond, target = self._layout(gan_input(batch["image"]), batch["cgma"], batch["target"][:, None])
         fake = self.generator(self._generator_image(image), cond)
         adversarial = self.hparams.lambda_adv > 0
         logs = {}

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging
+from pytorch_lightning.callbacks import EarlyStopping, WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from cgmagan import linear_baseline
 from cgmagan.callbacks import AnnealingEarlyStopping, LearningCurve, training_batches
@@ -117,8 +118,8 @@ def monitored(cfg: DictConfig) -> tuple[str, str]:
 def gan_callbacks(cfg: DictConfig) -> list:
     """The ``callbacks`` group's; early stopping on the best checkpoint's score when ``gan.patience``
     is set, after ``gan.lr_cuts`` plateaus that each cut the learning rates by ``gan.lr_cut_factor``
-    (:class:`AnnealingEarlyStopping`); Lightning's EMA of the weights when ``gan.ema_decay`` is set: validation, checkpoints
-    and so the evaluated GAN then hold the averaged weights."""
+    (:class:`AnnealingEarlyStopping`); an EMA of the weights when ``gan.ema_decay`` is set (:func:`weight_averaging`):
+    validation, checkpoints and so the evaluated GAN then hold the averaged weights."""
     callbacks = instantiate_list(cfg.get("callbacks"), "callbacks")
     if cfg.gan.get("patience") is not None:
         score, mode = monitored(cfg)
@@ -128,8 +129,15 @@ def gan_callbacks(cfg: DictConfig) -> list:
                                                 min_delta=float(cfg.gan.get("min_delta") or 0.0), check_finite=True,
                                                 cuts=int(cfg.gan.get("lr_cuts") or 0), **cut_factor))  # fmt: skip
     if cfg.gan.get("ema_decay") is not None:
-        callbacks.append(EMAWeightAveraging(decay=float(cfg.gan.ema_decay)))
+        callbacks.append(weight_averaging(float(cfg.gan.ema_decay)))
     return callbacks
+
+
+def weight_averaging(decay: float) -> WeightAveraging:
+    """An exponential moving average of the weights (``decay`` per step) that validation, checkpoints
+    and the end of training use: Lightning's EMAWeightAveraging with the foreach update (one lerp per
+    device and dtype) in place of its parameter-by-parameter one, ~10 % of a gan=small step on a CPU."""
+    return WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def validation_interval(cfg: DictConfig, cache: CGMACache, runtime: Runtime, overrides: dict) -> int | None:
