@@ -44,6 +44,9 @@ class StepTimer(pl.Callback):
             self.times.append(time.perf_counter() - self._start)
 
 
+LAYOUTS = {True: "channels-last", False: "contiguous"}  # gan.channels_last
+
+
 def composed(preset: str, conditioning: str = "lsft"):
     with initialize_config_module("cgmagan.conf", version_base="1.3"):
         return compose("config", overrides=[f"gan={preset}", f"cgma.k={K}", f"conditioning={conditioning}"])
@@ -132,12 +135,12 @@ def main() -> None:
                          f"{per_second:.1f} |")  # fmt: skip
             print(lines[-1], flush=True)
         # the other memory layout, for the LSFT step only (inference is the generator's alone)
-        flipped = not cfg.gan.channels_last
-        seconds = step_seconds(cfg, instantiate(composed(name, "lsft").conditioning.generator), device, steps, args.warmup,
-                               channels_last=flipped)  # fmt: skip
-        lines.append(f"| {name} | LSFT, {'channels-last' if flipped else 'contiguous'} memory (the preset's: "
-                     f"{'channels-last' if not flipped else 'contiguous'}) | | {cfg.gan.batch_size} | {cfg.gan.map_size} | "
-                     f"{1000 * seconds:.1f} | {cfg.gan.batch_size / seconds:.1f} | {lsft_seconds / seconds:.2f}x | |")  # fmt: skip
+        preset, other = LAYOUTS[bool(cfg.gan.channels_last)], LAYOUTS[not cfg.gan.channels_last]
+        seconds = step_seconds(cfg, instantiate(cfg.conditioning.generator), device, steps, args.warmup,
+                               channels_last=not cfg.gan.channels_last)  # fmt: skip
+        lines.append(f"| {name} | LSFT, {other} memory (the preset's: {preset}) | | {cfg.gan.batch_size} | "
+                     f"{cfg.gan.map_size} | {1000 * seconds:.1f} | {cfg.gan.batch_size / seconds:.1f} | "
+                     f"{lsft_seconds / seconds:.2f}x | |")  # fmt: skip
         print(lines[-1], flush=True)
     lines.append("\nLSFT's trunk is K SFT blocks with K - 1 plain residual blocks between the groups (the paper's), "
                  "and its condition network runs once per CGMA (K times GSFT's, which takes the K maps at once). "

@@ -14,6 +14,7 @@ from cgmagan.models.gan_module import CGMAGAN
 K, S = 4, 16
 GENERATORS = {"lsft": partial(LSFTGenerator, K, nf=8, cond_nf=4, cond_hidden=8),
               "gsft": partial(GSFTGenerator, K, nf=8, cond_nf=4, cond_hidden=8, num_blocks=2)}  # fmt: skip
+ADAM = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
 
 
 def fixed_batch() -> dict[str, torch.Tensor]:
@@ -31,8 +32,7 @@ def fit(gan: CGMAGAN, steps: int) -> None:
 
 
 def gan_of(name: str) -> CGMAGAN:
-    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
-    return CGMAGAN(GENERATORS[name](), PatchDiscriminator(3, ndf=8, n_layers=2), optimizer_g=adam, optimizer_d=adam)
+    return CGMAGAN(GENERATORS[name](), PatchDiscriminator(3, ndf=8, n_layers=2), optimizer_g=ADAM, optimizer_d=ADAM)
 
 
 @pytest.mark.parametrize("name", list(GENERATORS))
@@ -69,8 +69,7 @@ def test_channels_last_gan_computes_and_learns_what_the_contiguous_one_does(name
     training and come back in it from a checkpoint."""
     torch.manual_seed(0)
     plain = gan_of(name)
-    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
-    nhwc = CGMAGAN(copy.deepcopy(plain.generator), copy.deepcopy(plain.discriminator), adam, adam, channels_last=True)
+    nhwc = CGMAGAN(copy.deepcopy(plain.generator), copy.deepcopy(plain.discriminator), ADAM, ADAM, channels_last=True)
     convs = [p for p in nhwc.parameters() if p.dim() == 4]
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     spatial = [p for p in convs if p.shape[1] > 1 and p.shape[-1] > 1]  # (a 1x1 or 1-channel kernel is in both)
@@ -96,8 +95,7 @@ def test_channels_last_gan_computes_and_learns_what_the_contiguous_one_does(name
 
 def test_l1_only_training_leaves_d_untouched_and_still_learns():
     torch.manual_seed(0)
-    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
-    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam, lambda_adv=0.0)
+    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), ADAM, ADAM, lambda_adv=0.0)
     d_before = {n: p.detach().clone() for n, p in gan.discriminator.named_parameters()}
     g_before = {n: p.detach().clone() for n, p in gan.generator.named_parameters()}
     fit(gan, steps=2)
@@ -136,8 +134,7 @@ def test_linear_decay_schedule_steps_with_training_down_to_zero():
     from cgmagan.models.gan_module import linear_decay
 
     torch.manual_seed(0)
-    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
-    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), adam, adam,
+    gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), ADAM, ADAM,
                   scheduler=partial(linear_decay, decay_start=0.5))  # fmt: skip
     fit(gan, steps=8)
     # held for 4 steps, then 2e-3 * (8 - step) / 4 after each of steps 5..8: zero after the last
