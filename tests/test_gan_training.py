@@ -392,3 +392,39 @@ def test_a_plateau_cuts_the_learning_rates_before_the_last_one_stops_training():
     assert stop.state_dict()["cut_steps"] == [6, 12]
     with pytest.raises(ValueError, match="cut factor"):
         AnnealingEarlyStopping(monitor="val/l1", factor=1.5)
+
+
+def test_the_validation_grid_is_drawn_once_an_epoch_from_its_last_validation_and_where_training_stops(tmp_path, monkeypatch):
+    """Two validations an epoch (val_check_interval 2 of 4 batches), two epochs, then a third cut short by
+    max_steps: one figure per epoch, each showing the maps of that epoch's last validation."""
+    from cgmagan import callbacks
+
+    drawn = []
+    real = callbacks.overlay_grid
+
+    def recording_overlay_grid(image, columns, title):
+        drawn.append((title, columns["generated"].clone()))
+        return real(image, columns, title=title)
+
+    monkeypatch.setattr(callbacks, "overlay_grid", recording_overlay_grid)
+    torch.manual_seed(0)
+    gan = gan_of("lsft")
+    seen = []  # the generated maps of each validation's first batch, in order
+
+    class RecordValidation(pl.Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            seen.append(outputs["generated"][:2].clone())
+
+    record = RecordValidation()
+    loader = DataLoader([fixed_batch()] * 4, batch_size=None)
+    grid = callbacks.ValidationGrid(str(tmp_path), rows=2)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, max_steps=2 * 10, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, val_check_interval=2,
+                         callbacks=[record, grid])  # fmt: skip
+    trainer.fit(gan, train_dataloaders=loader, val_dataloaders=DataLoader([fixed_batch()], batch_size=None))
+    # 10 batches (two optimizer steps each): validations after batches 2, 4 | 6, 8 | 10, where max_steps ends the fit
+    assert len(seen) == 5 and not torch.allclose(seen[0], seen[1])
+    assert [title for title, _ in drawn] == [f"validation, epoch {e}" for e in (0, 1, 2)]
+    for (_, maps), last in zip(drawn, (seen[1], seen[3], seen[4])):
+        torch.testing.assert_close(maps, last)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [f"gan_val_epoch{e:03d}.png" for e in (0, 1, 2)]

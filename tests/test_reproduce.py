@@ -185,7 +185,7 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("[sweep")]
     assert "no cost estimate: shapes has no published image counts" in out  # the embedded data: nothing to estimate from
-    assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2, ") and lines[0].endswith(
+    assert len(lines) == 2 and lines[0].startswith("[sweep 1 of 2] ") and lines[0].endswith(
         "run.py -m seed=0,1,2 classifier.seed=0 +experiment=reproduce_small conditioning=lsft evaluate.methods=null "
         "'evaluate.methods_other_seeds=[gradcam,gan,linear_cgma]' hydra.sweep.dir=experiments/runs/small/lsft hydra/launcher=parallel")  # fmt: skip
     main(["small", "--dry-run", "--recipe", "sanity", "--seeds", "1,2"])  # no job of classifier seed 0: each scores every method
@@ -201,3 +201,25 @@ def test_a_dry_run_lists_only_the_sweeps_the_chosen_recipes_read(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep")]
     assert [line.split("hydra.sweep.dir=experiments/runs/paper/")[1] for line in lines] == list(SWEEPS)
     assert all("+experiment=reproduce_paper" in line and "seed=0 " in line for line in lines)
+
+
+def test_sweeps_run_two_at_a_time_on_a_core_each_and_a_failed_one_lets_the_others_finish(tmp_path, monkeypatch):
+    """run_sweeps with commands that record when they ran and their thread setting: at most two run at
+    once, each with OMP_NUM_THREADS = cores // 2 and its output in <sweep>.log; a failing sweep does not stop the
+    others, and the run then ends with an error naming its log."""
+    import os
+    import sys
+
+    from cgmagan.reproduce.cli import run_sweeps
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    record = "import os, sys, time; t = time.time(); time.sleep(0.6); print(os.environ['OMP_NUM_THREADS'], t, time.time()); sys.exit({})"
+    commands = {name: [sys.executable, "-c", record.format(code)] for name, code in (("a", 0), ("b", 3), ("c", 0))}
+    with pytest.raises(SystemExit, match=r"sweeps failed: b \(exit 3, output: .*b\.log\)"):
+        run_sweeps(commands, 2, tmp_path)
+    runs = {name: (tmp_path / f"{name}.log").read_text().split() for name in commands}
+    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert all(r[0] == threads for r in runs.values())  # c ran too, after b had failed
+    spans = sorted((float(r[1]), float(r[2])) for r in runs.values())
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the first two overlapped
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])  # the third waited for a free slot

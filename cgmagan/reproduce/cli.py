@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -57,6 +58,56 @@ def print_estimate(args, sweeps: list[str]) -> None:
     print("\n" + "\n".join(lines), flush=True)
 
 
+def default_jobs(variant: str, sweeps: int) -> int:
+    """Sweeps at once: on a CPU (the small variant) one per core, each job on one thread: the GAN's
+    small convolutions scale poorly over threads, so two one-thread jobs on 2 cores ran 1.6 times the
+    steps a second of one two-thread job (issue 23's note). The paper variant's jobs go to a launcher."""
+    return max(1, min(len(os.sched_getaffinity(0)), sweeps)) if variant == "small" else 1
+
+
+def job_count(command: list[str]) -> int:
+    """The jobs of a ``run.py -m`` command (its swept values' combinations)."""
+    from cgmagan import cost
+
+    return len(cost.expand(command[command.index("-m") + 1 :]))
+
+
+def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
+    """Run the sweeps' commands, ``jobs`` at a time, the ones with the most jobs first; with more than
+    one at a time each writes to ``logs/<sweep>.log`` and its jobs share the cores (OMP_NUM_THREADS, unless
+    set). A failed sweep lets the others finish, then stops with its log: rerunning skips finished jobs."""
+    start = time.monotonic()
+    minutes = lambda: f"{(time.monotonic() - start) / 60:.1f} min in"  # noqa: E731
+    env = dict(os.environ)
+    if jobs > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
+        logs.mkdir(parents=True, exist_ok=True)
+    waiting, running, failed = list(commands.items()), {}, []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name, command = waiting.pop(0)
+            log = logs / f"{name}.log"
+            where = f" (output: {log})" if jobs > 1 else ""
+            print(f"[sweep {len(commands) - len(waiting)} of {len(commands)}, {minutes()}] "
+                  + " ".join(shlex.quote(c) for c in command) + where, flush=True)  # fmt: skip
+            out = open(log, "w") if jobs > 1 else None  # noqa: SIM115 (closed when the sweep ends)
+            running[name] = (subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None), out, log)
+        time.sleep(1 if jobs > 1 else 0)
+        for name, (process, out, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            if out:
+                out.close()
+            if process.returncode:
+                failed.append(f"{name} (exit {process.returncode}" + (f", output: {log})" if out else ")"))
+            print(f"[sweep {name} {'failed' if process.returncode else 'done'}, {minutes()}]", flush=True)
+    print(f"{len(commands)} sweeps in {minutes().removesuffix(' in')}", flush=True)
+    if failed:
+        raise SystemExit(f"sweeps failed: {', '.join(failed)}. Fix the cause and rerun the same command: finished jobs "
+                         "are skipped (skip_finished), caches are reused.")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(prog="python -m cgmagan.reproduce", description=package.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--rates", type=Path, default=Path("benchmarks/paper_scale.json"),
                         help="the measurements the --dry-run estimate multiplies (benchmarks/paper_scale.py)")
     parser.add_argument("--readme", type=Path, help="fill this README's reproduce block with the summary")
+    parser.add_argument("--jobs", type=int, help="sweeps run at once (default: one per CPU core for small, 1 for paper)")
     parser.epilog = "Hydra overrides for every job (launcher, paths, trainer) go after --."
     argv = sys.argv[1:] if argv is None else list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
@@ -86,17 +138,18 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     if not args.tables_only:
         if not Path("run.py").is_file():
             raise SystemExit("run from the repository root (where run.py is)")
-        start = time.monotonic()
-        for i, sweep in enumerate(needed, 1):
+        commands = {}
+        for sweep in needed:
             seeds = sweep_seeds(sweep, args.variant, args.seeds, args.ablation_seeds)
-            command = sweep_command(sys.executable, args.variant, sweep, seeds, args.runs, args.overrides,
-                                    args.classifier_seed)  # fmt: skip
-            print(f"[sweep {i} of {len(needed)}, {(time.monotonic() - start) / 60:.1f} min in] "
-                  + " ".join(shlex.quote(c) for c in command), flush=True)  # fmt: skip
-            if not args.dry_run:
-                subprocess.run(command, check=True)
-        if not args.dry_run:
-            print(f"{len(needed)} sweeps in {(time.monotonic() - start) / 60:.1f} min", flush=True)
+            commands[sweep] = sweep_command(sys.executable, args.variant, sweep, seeds, args.runs, args.overrides,
+                                            args.classifier_seed)  # fmt: skip
+        if args.dry_run:
+            for i, command in enumerate(commands.values(), 1):
+                print(f"[sweep {i} of {len(commands)}] " + " ".join(shlex.quote(c) for c in command), flush=True)
+        else:
+            jobs = args.jobs or default_jobs(args.variant, len(commands))
+            by_size = sorted(commands, key=lambda name: -job_count(commands[name]))  # the most jobs first
+            run_sweeps({name: commands[name] for name in by_size}, jobs, args.runs / args.variant)
         if args.dry_run:
             print_estimate(args, needed)
             return {}
