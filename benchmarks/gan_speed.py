@@ -11,8 +11,11 @@ Writes benchmarks/gan_speed.md and prints it.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -87,6 +90,20 @@ def step_seconds(cfg, generator, device: torch.device, steps: int, warmup: int, 
     return sorted(timer.times)[len(timer.times) // 2]  # median: one slow step (a page fault, a GC) does not count
 
 
+def _one_job(preset: str, threads: int, steps: int, warmup: int) -> float:
+    torch.set_num_threads(threads)
+    cfg = composed(preset)
+    return step_seconds(cfg, instantiate(cfg.conditioning.generator), torch.device("cpu"), steps, warmup)
+
+
+def side_by_side(preset: str, jobs: int, steps: int, warmup: int) -> tuple[int, list[float]]:
+    """The LSFT step of ``jobs`` processes training at once on this CPU's cores, each on its share of
+    threads (as `python -m cgmagan.reproduce small` runs its sweeps): (threads each, their step seconds)."""
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return threads, list(pool.map(_one_job, *zip(*[(preset, threads, steps, warmup)] * jobs)))
+
+
 @torch.no_grad()
 def inference_images_per_second(generator, batch: dict[str, torch.Tensor], device: torch.device, repeats: int) -> float:
     generator = generator.to(device).eval()
@@ -109,6 +126,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("gan_speed.md"))
+    parser.add_argument("--side-by-side", type=int, default=len(os.sched_getaffinity(0)),
+                        help="on a CPU, also this many small-preset LSFT jobs at once, the cores shared (0: not)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -142,10 +161,19 @@ def main() -> None:
                      f"{cfg.gan.map_size} | {1000 * seconds:.1f} | {cfg.gan.batch_size / seconds:.1f} | "
                      f"{lsft_seconds / seconds:.2f}x | |")  # fmt: skip
         print(lines[-1], flush=True)
+        if name == "small" and device.type == "cpu" and args.side_by_side > 1:
+            threads, times = side_by_side(name, args.side_by_side, steps, args.warmup)
+            together = sum(cfg.gan.batch_size / t for t in times)
+            lines.append(f"| {name} | LSFT, {len(times)} jobs at once, {threads} thread{'s' * (threads > 1)} each | | "
+                         f"{cfg.gan.batch_size} | {cfg.gan.map_size} | {1000 * sum(times) / len(times):.1f} (each) | "
+                         f"{together:.1f} (together) | {together * lsft_seconds / cfg.gan.batch_size:.2f}x (samples/s) | |")  # fmt: skip
+            print(lines[-1], flush=True)
     lines.append("\nLSFT's trunk is K SFT blocks with K - 1 plain residual blocks between the groups (the paper's), "
                  "and its condition network runs once per CGMA (K times GSFT's, which takes the K maps at once). "
                  "Memory layout: `gan.channels_last` (G, D and their inputs in NHWC); steps of one machine drift by "
-                 "tens of % within an hour, so compare rows of one run only.")
+                 "tens of % within an hour, so compare rows of one run only. Jobs at once: processes each training "
+                 "the small LSFT on its share of the cores (`python -m cgmagan.reproduce small` runs its sweeps so); "
+                 "samples/s is their sum, against one job on every core above.")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

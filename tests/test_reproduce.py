@@ -223,3 +223,12 @@ def test_sweeps_run_two_at_a_time_on_a_core_each_and_a_failed_one_lets_the_other
     spans = sorted((float(r[1]), float(r[2])) for r in runs.values())
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the first two overlapped
     assert spans[2][0] >= min(spans[0][1], spans[1][1])  # the third waited for a free slot
+
+
+def test_sweeps_start_longest_first_main_comparison_first_faithful_gans_first_within_each_then_by_jobs():
+    from cgmagan.reproduce.cli import longest_first
+    from cgmagan.reproduce.sweeps import sweep_command
+
+    commands = {name: sweep_command("python", "small", name, "0,1,2" if name in ("lsft", "objective") else "0", Path("runs"), [])
+                for name in ("cgma_order", "exclude_target", "objective_both", "lsft", "cgma_k", "objective")}  # fmt: skip
+    assert list(longest_first(commands)) == ["objective", "lsft", "objective_both", "cgma_k", "exclude_target", "cgma_order"]

@@ -14,7 +14,7 @@ import cgmagan.reproduce as package
 from cgmagan.report import save_figure
 from cgmagan.reproduce.cells import GANS, provenance
 from cgmagan.reproduce.recipes import RECIPES, summary
-from cgmagan.reproduce.sweeps import VARIANTS, load_sweeps, sweep_command, sweep_overrides, sweep_seeds
+from cgmagan.reproduce.sweeps import MAIN_SWEEPS, VARIANTS, load_sweeps, sweep_command, sweep_overrides, sweep_seeds
 
 
 def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
@@ -72,12 +72,28 @@ def job_count(command: list[str]) -> int:
     return len(cost.expand(command[command.index("-m") + 1 :]))
 
 
+def faithful(command: list[str]) -> bool:
+    """Whether the command's GANs train with the faithfulness objective (objective=faithful or both)."""
+    return any(c.startswith("objective=") and c != "objective=imitate" for c in command)
+
+
+def longest_first(commands: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The sweeps in the order to start them, so that no long one ends alone on one core: the main
+    comparison before the ablations, and within each the sweeps of faithfulness-trained GANs (a classifier pass
+    every step) first, then those with the most jobs."""
+    order = sorted(commands, key=lambda name: (name not in MAIN_SWEEPS, not faithful(commands[name]), -job_count(commands[name])))
+    return {name: commands[name] for name in order}
+
+
 def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
     """Run the sweeps' commands, ``jobs`` at a time, the ones with the most jobs first; with more than
     one at a time each writes to ``logs/<sweep>.log`` and its jobs share the cores (OMP_NUM_THREADS, unless
     set). A failed sweep lets the others finish, then stops with its log: rerunning skips finished jobs."""
     start = time.monotonic()
-    minutes = lambda: f"{(time.monotonic() - start) / 60:.1f} min in"  # noqa: E731
+
+    def minutes() -> str:
+        return f"{(time.monotonic() - start) / 60:.1f} min"
+
     env = dict(os.environ)
     if jobs > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
@@ -88,11 +104,11 @@ def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
             name, command = waiting.pop(0)
             log = logs / f"{name}.log"
             where = f" (output: {log})" if jobs > 1 else ""
-            print(f"[sweep {len(commands) - len(waiting)} of {len(commands)}, {minutes()}] "
+            print(f"[sweep {len(commands) - len(waiting)} of {len(commands)}, {minutes()} in] "
                   + " ".join(shlex.quote(c) for c in command) + where, flush=True)  # fmt: skip
             out = open(log, "w") if jobs > 1 else None  # noqa: SIM115 (closed when the sweep ends)
             running[name] = (subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None), out, log)
-        time.sleep(1 if jobs > 1 else 0)
+        time.sleep(1)
         for name, (process, out, log) in list(running.items()):
             if process.poll() is None:
                 continue
@@ -101,8 +117,8 @@ def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
                 out.close()
             if process.returncode:
                 failed.append(f"{name} (exit {process.returncode}" + (f", output: {log})" if out else ")"))
-            print(f"[sweep {name} {'failed' if process.returncode else 'done'}, {minutes()}]", flush=True)
-    print(f"{len(commands)} sweeps in {minutes().removesuffix(' in')}", flush=True)
+            print(f"[sweep {name} {'failed' if process.returncode else 'done'}, {minutes()} in]", flush=True)
+    print(f"{len(commands)} sweeps in {minutes()}", flush=True)
     if failed:
         raise SystemExit(f"sweeps failed: {', '.join(failed)}. Fix the cause and rerun the same command: finished jobs "
                          "are skipped (skip_finished), caches are reused.")
@@ -148,8 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                 print(f"[sweep {i} of {len(commands)}] " + " ".join(shlex.quote(c) for c in command), flush=True)
         else:
             jobs = args.jobs or default_jobs(args.variant, len(commands))
-            by_size = sorted(commands, key=lambda name: -job_count(commands[name]))  # the most jobs first
-            run_sweeps({name: commands[name] for name in by_size}, jobs, args.runs / args.variant)
+            run_sweeps(longest_first(commands), jobs, args.runs / args.variant)
         if args.dry_run:
             print_estimate(args, needed)
             return {}
