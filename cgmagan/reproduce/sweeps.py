@@ -40,7 +40,8 @@ SWEEPS = {
 
 MAIN_SWEEPS = ("lsft", "gsft", "objective")  # the main comparison: every seed, always
 # the ablations' seeds when --ablation-seeds is not given: the small variant runs them on one seed
-# (8 jobs: an estimated 40 min on 2 CPU cores with GANs trained to their plateau, 17.9 before; the tables count each row's runs); None: every seed
+# (9 jobs with the both-objectives GAN: 38 min of sweep time in session 17's 55-min run on 2 CPU cores, two sweeps at a time;
+# the tables count each row's runs); None: every seed
 ABLATION_SEEDS = {"small": "0", "paper": None}
 
 
