@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import hydra
 import rich
 import rich.syntax
 import rich.tree
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
@@ -44,6 +46,21 @@ def main() -> float | None:
     return run()
 
 
+def job_threads(threads: int | str, launcher: DictConfig | None) -> int | None:
+    """The job's torch thread count (None: leave torch's default). ``auto`` under the joblib launcher
+    (``hydra/launcher=parallel``) shares the cores among the jobs it runs at once: each worker process
+    would otherwise start a thread per core, and the jobs slow each other down several times over."""
+    if threads != "auto":
+        if not isinstance(threads, int) or threads < 1:
+            raise UserError(f"threads={threads!r}: give a positive number of threads, or auto")
+        return threads
+    if launcher is None or "JoblibLauncher" not in str(launcher.get("_target_", "")):
+        return None
+    cores = len(os.sched_getaffinity(0))
+    jobs = int(launcher.get("n_jobs") or 1)
+    return max(1, cores // (cores if jobs < 1 else jobs))  # joblib's -1: one job per core
+
+
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")
 def run(cfg: DictConfig) -> float | None:
     ddp_launch.install()  # DDP worker ranks rerun this job, also inside a multirun
@@ -51,7 +68,10 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.get("print_config"):
         print_config_tree(cfg, Path(HydraConfig.get().runtime.output_dir) / "config_tree.log")
     try:
-        with ddp_launch.job_scope():
+        with ddp_launch.job_scope():  # restores torch's thread count afterwards
+            if (threads := job_threads(cfg.get("threads", "auto"), HydraConfig.get().launcher)) is not None:
+                torch.set_num_threads(threads)
+                log.info("torch on %d thread(s) (threads=%s)", threads, cfg.get("threads"))
             results = run_experiment(cfg)
     except UserError as err:  # the message says what to do; a traceback would only bury it
         log.error("%s", err)

@@ -152,6 +152,27 @@ def test_the_slurm_preset_gives_each_device_a_task_and_requeues_on_timeout(tmp_p
             SLURMEnvironment().validate_settings(num_devices=cfg.trainer.devices, num_nodes=1)
 
 
+@pytest.mark.parametrize("launcher,n_jobs", [([], None), (["hydra/launcher=parallel"], 2),
+                                             (["hydra/launcher=parallel", "hydra.launcher.n_jobs=-1"], -1)])  # fmt: skip
+def test_threads_auto_shares_the_cores_among_the_parallel_launchers_jobs(launcher, n_jobs):
+    """threads=auto: torch's default under the basic launcher, cores // n_jobs under joblib's (one each for
+    n_jobs -1); a number is taken as it is, and anything but a positive one is a user error."""
+    import os
+
+    from hydra import compose, initialize_config_module
+
+    from cgmagan.cli import job_threads
+
+    with initialize_config_module("cgmagan.conf", version_base="1.3"):
+        cfg = compose("config", overrides=launcher, return_hydra_config=True)
+    cores = len(os.sched_getaffinity(0))
+    expected = None if n_jobs is None else 1 if n_jobs == -1 else max(1, cores // n_jobs)
+    assert cfg.threads == "auto" and job_threads(cfg.threads, cfg.hydra.launcher) == expected
+    assert job_threads(3, cfg.hydra.launcher) == 3
+    with pytest.raises(UserError, match="positive number of threads"):
+        job_threads(0, cfg.hydra.launcher)
+
+
 VARIANTS = [[]] + [[f"+experiment={name}"] for name in EXPERIMENTS] + [
     [f"{group}={p.name[:-5]}"] for group in ("dataset", "backbone", "gan", "trainer", "logger", "callbacks", "conditioning", "debug")
     for p in (resources.files("cgmagan.conf") / group).iterdir() if p.name.endswith(".yaml")]  # fmt: skip
