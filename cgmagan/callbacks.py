@@ -90,10 +90,8 @@ class ValidationGrid(pl.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0 and not trainer.sanity_checking:
-            n = self.rows
-            self._sample = {"image": batch["image"][:n], "target Grad-CAM": batch["target"][:n],
-                            "generated": outputs["generated"][:n]}  # fmt: skip
-            self._sample = {k: v.detach().float().cpu() for k, v in self._sample.items()}
+            shown = {"image": batch["image"], "target Grad-CAM": batch["target"], "generated": outputs["generated"]}
+            self._sample = {k: v[: self.rows].detach().float().cpu() for k, v in shown.items()}
             self._pending = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -60,8 +60,8 @@ def print_estimate(args, sweeps: list[str]) -> None:
 
 def default_jobs(variant: str, sweeps: int) -> int:
     """Sweeps at once: on a CPU (the small variant) one per core, each job on one thread: the GAN's
-    small convolutions scale poorly over threads, so two one-thread jobs on 2 cores ran 1.6 times the
-    steps a second of one two-thread job (issue 23's note). The paper variant's jobs go to a launcher."""
+    small convolutions scale poorly over threads, so two one-thread jobs on 2 cores train 1.6 times the
+    samples a second of one two-thread job (benchmarks/gan_speed.md). The paper variant's jobs go to a launcher."""
     return max(1, min(len(os.sched_getaffinity(0)), sweeps)) if variant == "small" else 1
 
 
@@ -86,7 +86,7 @@ def longest_first(commands: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
-    """Run the sweeps' commands, ``jobs`` at a time, the ones with the most jobs first; with more than
+    """Run the sweeps' commands, ``jobs`` at a time, in the given order; with more than
     one at a time each writes to ``logs/<sweep>.log`` and its jobs share the cores (OMP_NUM_THREADS, unless
     set). A failed sweep lets the others finish, then stops with its log: rerunning skips finished jobs."""
     start = time.monotonic()
