@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +22,8 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
+
+from cgmagan.utils import cores, threads_per_job
 
 K = 8  # CGMAs, as in the paper and both presets
 
@@ -99,7 +100,7 @@ def _one_job(preset: str, threads: int, steps: int, warmup: int) -> float:
 def side_by_side(preset: str, jobs: int, steps: int, warmup: int) -> tuple[int, list[float]]:
     """The LSFT step of ``jobs`` processes training at once on this CPU's cores, each on its share of
     threads (as `python -m cgmagan.reproduce small` runs its sweeps): (threads each, their step seconds)."""
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    threads = threads_per_job(jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return threads, list(pool.map(_one_job, *zip(*[(preset, threads, steps, warmup)] * jobs)))
 
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("gan_speed.md"))
-    parser.add_argument("--side-by-side", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--side-by-side", type=int, default=cores(),
                         help="on a CPU, also this many small-preset LSFT jobs at once, the cores shared (0: not)")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from cgmagan.config import apply_debug_preset
 from cgmagan.errors import UserError
 from cgmagan.pipeline import run_experiment
 from cgmagan.settings_help import print_help_if_asked
+from cgmagan.utils import cores, threads_per_job
 
 log = logging.getLogger("cgmagan")
 
@@ -56,9 +56,8 @@ def job_threads(threads: int | str, launcher: DictConfig | None) -> int | None:
         return threads
     if launcher is None or "JoblibLauncher" not in str(launcher.get("_target_", "")):
         return None
-    cores = len(os.sched_getaffinity(0))
     jobs = int(launcher.get("n_jobs") or 1)
-    return max(1, cores // (cores if jobs < 1 else jobs))  # joblib's -1: one job per core
+    return threads_per_job(cores() if jobs < 1 else jobs)  # joblib's -1: one job per core
 
 
 @hydra.main(version_base="1.3", config_path="pkg://cgmagan.conf", config_name="config")

@@ -41,6 +41,16 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` processes running at once on this process's cores."""
+    return max(1, cores() // max(1, jobs))
+
+
 def write_json_atomic(path: Path, data, sort_keys: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))

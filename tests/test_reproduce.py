@@ -213,7 +213,7 @@ def test_sweeps_run_two_at_a_time_on_a_core_each_and_a_failed_one_lets_the_other
     from cgmagan.reproduce.cli import run_sweeps
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    record = "import os, sys, time; t = time.time(); time.sleep(0.6); print(os.environ['OMP_NUM_THREADS'], t, time.time()); sys.exit({})"
+    record = "import os, sys, time; t = time.time(); time.sleep(1.5); print(os.environ['OMP_NUM_THREADS'], t, time.time()); sys.exit({})"
     commands = {name: [sys.executable, "-c", record.format(code)] for name, code in (("a", 0), ("b", 3), ("c", 0))}
     with pytest.raises(SystemExit, match=r"sweeps failed: b \(exit 3, output: .*b\.log\)"):
         run_sweeps(commands, 2, tmp_path)

@@ -15,6 +15,7 @@ from cgmagan.report import save_figure
 from cgmagan.reproduce.cells import GANS, provenance
 from cgmagan.reproduce.recipes import RECIPES, summary
 from cgmagan.reproduce.sweeps import MAIN_SWEEPS, VARIANTS, load_sweeps, sweep_command, sweep_overrides, sweep_seeds
+from cgmagan.utils import cores, threads_per_job
 
 
 def write_recipe(name: str, sweeps: dict[str, list[dict]], variant: str, out: Path) -> Path:
@@ -62,7 +63,7 @@ def default_jobs(variant: str, sweeps: int) -> int:
     """Sweeps at once: on a CPU (the small variant) one per core, each job on one thread: the GAN's
     small convolutions scale poorly over threads, so two one-thread jobs on 2 cores train 1.6 times the
     samples a second of one two-thread job (benchmarks/gan_speed.md). The paper variant's jobs go to a launcher."""
-    return max(1, min(len(os.sched_getaffinity(0)), sweeps)) if variant == "small" else 1
+    return max(1, min(cores(), sweeps)) if variant == "small" else 1
 
 
 def job_count(command: list[str]) -> int:
@@ -94,19 +95,18 @@ def run_sweeps(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
     def minutes() -> str:
         return f"{(time.monotonic() - start) / 60:.1f} min"
 
-    env = dict(os.environ)
-    if jobs > 1:
-        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
+    env, to_logs = dict(os.environ), jobs > 1
+    if to_logs:
+        env.setdefault("OMP_NUM_THREADS", str(threads_per_job(jobs)))
         logs.mkdir(parents=True, exist_ok=True)
     waiting, running, failed = list(commands.items()), {}, []
     while waiting or running:
         while waiting and len(running) < jobs:
             name, command = waiting.pop(0)
             log = logs / f"{name}.log"
-            where = f" (output: {log})" if jobs > 1 else ""
             print(f"[sweep {len(commands) - len(waiting)} of {len(commands)}, {minutes()} in] "
-                  + " ".join(shlex.quote(c) for c in command) + where, flush=True)  # fmt: skip
-            out = open(log, "w") if jobs > 1 else None  # noqa: SIM115 (closed when the sweep ends)
+                  + " ".join(shlex.quote(c) for c in command) + (f" (output: {log})" if to_logs else ""), flush=True)  # fmt: skip
+            out = open(log, "w") if to_logs else None  # noqa: SIM115 (closed when the sweep ends)
             running[name] = (subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if out else None), out, log)
         time.sleep(1)
         for name, (process, out, log) in list(running.items()):
