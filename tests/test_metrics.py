@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -241,16 +242,16 @@ def test_road_removes_exactly_the_stated_share_of_a_map_with_a_tied_plateau(monk
     """Grad-CAM's ReLU leaves a plateau of exact zeros (here 3/4 of the map): 10 % MoRF removes 26
     of 256 pixels (the package's threshold would take every pixel), LeRF 10 % removes 26 of the
     plateau, chosen at random, not a band of rows."""
-    from pytorch_grad_cam.metrics import road as package
+    from cgmagan.metrics.imputation import NoisyLinearImputation
 
     removed_masks = []
-    impute = package.NoisyLinearImputer.__call__
+    impute = NoisyLinearImputation.__call__
 
     def recording(self, img, mask):
         removed_masks.append((mask == 0).clone())
         return impute(self, img, mask)
 
-    monkeypatch.setattr(package.NoisyLinearImputer, "__call__", recording)
+    monkeypatch.setattr(NoisyLinearImputation, "__call__", recording)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
     heatmap = torch.zeros(1, 16, 16)
@@ -262,3 +263,26 @@ def test_road_removes_exactly_the_stated_share_of_a_map_with_a_tied_plateau(monk
     assert bool((heatmap[0][lerf10] == 0).all()) and bool((heatmap[0][lerf50] == 0).all())
     rows_touched = lerf10.any(1).sum()
     assert rows_touched > 8, "plateau ties broken at random across the plateau, not row by row"
+
+
+@pytest.mark.parametrize("channels,removed", [(3, 0.1), (3, 0.9), (1, 0.5)])
+def test_the_imputation_is_the_grad_cam_packages_to_the_bit(channels, removed):
+    """Its system (matrix and right-hand side), and the imputed image with the same noise seed, equal
+    the package's NoisyLinearImputer's, border pixels included, for grey and colour images."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer, neighbors_weights
+
+    from cgmagan.metrics.imputation import NoisyLinearImputation, sparse_system
+
+    g = torch.Generator().manual_seed(channels)
+    img = torch.rand(channels, 12, 10, generator=g)
+    mask = (torch.rand(12, 10, generator=g) >= removed).float()
+    mask[0, 0] = mask[-1, -1] = 0  # corners: neighbours outside the image
+    ours, b = sparse_system(mask.numpy(), img.numpy())
+    theirs, b_theirs = NoisyLinearImputer.setup_sparse_system(mask.numpy(), img.numpy(), neighbors_weights)
+    assert ours.shape == theirs.shape == (int((mask == 0).sum()),) * 2
+    assert np.array_equal(ours.toarray(), theirs.toarray()) and np.array_equal(b, b_theirs)
+    torch.manual_seed(3)
+    imputed = NoisyLinearImputation()(img, mask)
+    torch.manual_seed(3)
+    assert torch.equal(imputed, NoisyLinearImputer()(img, mask))
+    assert torch.equal(imputed[:, mask == 1], img[:, mask == 1]) and not torch.equal(imputed, img)

@@ -102,7 +102,7 @@ def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: to
          seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Per-image ROAD (Rong et al. 2022): the change of the class probability when p % of the
     pixels, exactly round(p · H · W) of them for each p in ``percentiles``, are replaced by the
-    ``grad-cam`` package's noisy linear imputation; most relevant first (MoRF, lower is better) and
+    ``grad-cam`` package's noisy linear imputation (:mod:`cgmagan.metrics.imputation`); most relevant first (MoRF, lower is better) and
     least relevant first (LeRF, higher is better), averaged over ``percentiles``.
 
     The package removes every pixel at or above a percentile's value, so a tied plateau (Grad-CAM's
@@ -110,9 +110,9 @@ def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: to
     ``seeds[i]``, which also seeds image i's imputation noise, so the scores depend neither on
     batching nor on how DDP splits the images. Maps are rounded to 1e-4 first: a map computed in
     another batch (another rank's) differs by ~1e-7, which must not reorder near-equal pixels."""
-    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from cgmagan.metrics.imputation import NoisyLinearImputation  # grad-cam's imputer, its system built faster
 
-    imputer = NoisyLinearImputer()
+    imputer = NoisyLinearImputation()
     n, _, h, w = images.shape
     y = class_probability(model, images, classes)
     scores = []
