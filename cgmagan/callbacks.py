@@ -69,11 +69,13 @@ class RNGStateInCheckpoint(pl.Callback):
 
 
 def _log_figure(trainer: pl.Trainer, key: str, fig) -> None:
-    pixels = figure_to_array(fig)
-    for logger in trainer.loggers:
+    """The figure's pixels to the loggers that take images (rendered only for them: ~0.1 s a figure)."""
+    takers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger) or hasattr(logger, "log_image")]
+    pixels = figure_to_array(fig) if takers else None
+    for logger in takers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, pixels, global_step=trainer.global_step, dataformats="HWC")
-        elif hasattr(logger, "log_image"):  # W&B and others with image support
+        else:  # W&B and others with image support
             logger.log_image(key, [pixels], step=trainer.global_step)
 
 
