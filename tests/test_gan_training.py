@@ -93,6 +93,26 @@ def test_channels_last_gan_computes_and_learns_what_the_contiguous_one_does(name
         torch.testing.assert_close(loaded(batch["image"], batch["cgma"]), nhwc(batch["image"], batch["cgma"]))
 
 
+def test_the_training_losses_are_logged_on_exactly_the_batches_lightning_writes(tmp_path):
+    """The step logs only on the batches whose metrics Lightning writes (every log_every_n_steps, counted
+    across epochs): the CSV gets a row of every training loss at each, as when logging every batch."""
+    import csv
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    torch.manual_seed(0)
+    gan = gan_of("lsft")
+    loader = DataLoader([fixed_batch()] * 7, batch_size=None)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=CSVLogger(tmp_path, name="", version=""),
+                         log_every_n_steps=3, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(gan, train_dataloaders=loader)
+    rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv")) if r.get("train/l1")]
+    assert len(rows) == 14 // 3  # batches 3, 6, 9 and 12 of 14 (the second epoch's 2nd and 5th)
+    assert all(r["train/loss_d"] and r["train/loss_g_adv"] for r in rows)
+    assert [r["epoch"] for r in rows] == ["0", "0", "1", "1"]
+
+
 def test_l1_only_training_leaves_d_untouched_and_still_learns():
     torch.manual_seed(0)
     gan = CGMAGAN(GENERATORS["lsft"](), PatchDiscriminator(3, ndf=8, n_layers=2), ADAM, ADAM, lambda_adv=0.0)
