@@ -12,6 +12,7 @@ baselines (mean training target, centred Gaussian) are the control and score 1 b
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import torch
@@ -31,15 +32,22 @@ def cascade_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)][::-1]
 
 
-def randomised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
-    """A copy of ``model`` with the layers ``names`` re-initialised (PyTorch's default init, seeded)."""
+def cascade(model: nn.Module, names: list[str], seed: int) -> Iterator[nn.Module]:
+    """Step j (1, 2, ...): a copy of ``model`` with the layers ``names[:j]`` re-initialised in that order
+    (PyTorch's default init, the generator seeded with ``seed`` before the first). One copy
+    randomised a layer further at each step, not a fresh copy a step: the same weights, and no copy
+    of the whole model per layer. The copy is changed in place: use each step before the next."""
     copied = copy.deepcopy(model)
     modules = dict(copied.named_modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for name in names:
+        state = torch.get_rng_state()
+    for name in names:
+        with torch.random.fork_rng(devices=[]):  # the caller's draws between steps leave the init's alone
+            torch.set_rng_state(state)
             modules[name].reset_parameters()
-    return copied
+            state = torch.get_rng_state()
+        yield copied
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -87,8 +95,8 @@ def model_randomisation(explainer: ModelExplainer, x: torch.Tensor, classes: tor
     original = explainer.maps(model, x, classes, methods)
     layers = cascade_layers(model)
     spearman: dict[str, list[float]] = {m.name: [] for m in methods}
-    for j in range(1, len(layers) + 1):
-        maps = explainer.maps(randomised(model, layers[:j], seed), x, classes, methods)
+    for randomised in cascade(model, layers, seed):
+        maps = explainer.maps(randomised, x, classes, methods)
         for name, heatmap in maps.items():
             spearman[name].append(float(rank_correlation(original[name], heatmap).mean()))
     return {"layers": layers, "spearman": spearman, "pass_below": PASS_BELOW,

@@ -1,5 +1,6 @@
 """The model randomisation sanity check (cgmagan/sanity.py)."""
 
+import copy
 from functools import partial
 
 import pytest
@@ -13,7 +14,7 @@ from cgmagan.cam import select_layers
 from cgmagan.methods import select_methods
 from cgmagan.models.evaluation_module import centred_gaussian
 from cgmagan.models.gan_module import CGMAGAN
-from cgmagan.sanity import ModelExplainer, cascade_layers, model_randomisation, randomised, rank_correlation
+from cgmagan.sanity import ModelExplainer, cascade, cascade_layers, model_randomisation, rank_correlation
 
 K, S = 4, 16
 
@@ -23,17 +24,30 @@ def classifier() -> nn.Module:
     return build_backbone("small_vgg", 3, 4).eval().requires_grad_(False)
 
 
+def reinitialised(model: nn.Module, names: list[str], seed: int) -> nn.Module:
+    """The cascade's definition: a fresh copy, the generator seeded, ``names`` reset in order."""
+    fresh = copy.deepcopy(model)
+    modules = dict(fresh.named_modules())
+    torch.manual_seed(seed)
+    for name in names:
+        modules[name].reset_parameters()
+    return fresh
+
+
 def test_the_cascade_randomises_the_top_layers_only_and_leaves_the_model_alone():
     model = classifier()
     layers = cascade_layers(model)
     assert isinstance(dict(model.named_modules())[layers[0]], nn.Linear)  # the logits' layer first
     assert all(isinstance(dict(model.named_modules())[n], nn.Conv2d) for n in layers[1:])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    copy = randomised(model, layers[:3], seed=0)
-    changed = {k.rsplit(".", 1)[0] for k, v in copy.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == set(layers[:3])
+    for j, step in enumerate(cascade(model, layers, seed=0), start=1):
+        torch.rand(5)  # a draw between steps (as a method's own) must not change the next layer's init
+        changed = {k.rsplit(".", 1)[0] for k, v in step.state_dict().items() if not torch.equal(v, before[k])}
+        assert changed == set(layers[:j])
+        expected = reinitialised(model, layers[:j], seed=0)  # one layer further each step = all of them from the seed
+        assert all(torch.equal(a, b) for a, b in zip(expected.parameters(), step.parameters()))
+    assert j == len(layers)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert all(torch.equal(a, b) for a, b in zip(randomised(model, layers[:3], 0).parameters(), copy.parameters()))
 
 
 def test_rank_correlation_is_scipys_spearman_per_image_and_zero_for_a_constant_map():
