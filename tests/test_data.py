@@ -8,7 +8,7 @@ from cgmagan.data.textures import TexturesDataModule, render_textures
 
 def test_shapes_are_deterministic_and_masks_match_the_objects():
     a = render_scenes(20, 32, seed=5)
-    b = render_scenes(20, 32, seed=5)
+    b = render_scenes.__wrapped__(20, 32, seed=5)  # rendered again, not the cached arrays
     c = render_scenes(20, 32, seed=6)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[0], c[0])
@@ -28,11 +28,13 @@ def test_shapes_splits_are_fixed_and_carry_masks():
     again = ShapesDataModule(32, split_sizes=(30, 10, 12), seed=1)
     again.setup()
     assert torch.equal(again.dataset("test").images, dm.dataset("test").images)
+    again.dataset("test").images.zero_()  # the rendering is cached: each datamodule holds its own copy
+    assert dm.dataset("test").images.amax() > 0
 
 
 def test_textures_are_deterministic_with_the_texture_inside_the_mask_only():
     a = render_textures(24, 32, seed=3)
-    b = render_textures(24, 32, seed=3)
+    b = render_textures.__wrapped__(24, 32, seed=3)  # rendered again, not the cached arrays
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     images, labels, masks = a
     assert images.shape == (24, 3, 32, 32) and images.min() >= 0 and images.max() <= 1

@@ -176,7 +176,8 @@ class GeneratedScenesDataModule(ClassificationDataModule):
             return
         for offset, (split, n) in enumerate(zip(("train", "val", "test"), self.split_sizes)):
             # each split from its own seed, so changing one split size leaves the others alone
-            images, labels, masks = self.render(n, self.seed * 1000 + self.seed_offset + offset)
+            rendered = self.render(n, self.seed * 1000 + self.seed_offset + offset)
+            images, labels, masks = (a.copy() for a in rendered)  # rendering may be cached: a copy of our own
             self.splits[split] = TensorImageDataset(
                 torch.from_numpy(images), torch.from_numpy(labels).long(), torch.from_numpy(masks)
             )

@@ -3,6 +3,8 @@ its mask, for ground-truth localization. Deterministic from the seed."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cgmagan.data.base import GeneratedScenesDataModule
@@ -26,6 +28,7 @@ def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
     raise ValueError(f"unknown shape {kind!r}")
 
 
+@functools.lru_cache(maxsize=6)  # the combinations sharing a dataset render it once; callers copy
 def render_scenes(n: int, size: int, seed: int, clutter: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` scenes: images [n, 3, size, size] float32 in [0, 1], labels [n], masks [n, size, size]."""
     rng = np.random.default_rng(seed)

@@ -6,6 +6,8 @@ Deterministic from the seed."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cgmagan.data.base import GeneratedScenesDataModule
@@ -34,6 +36,7 @@ def _texture(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, rn
     raise ValueError(f"unknown texture {kind!r}")
 
 
+@functools.lru_cache(maxsize=6)  # the combinations sharing a dataset render it once; callers copy
 def render_textures(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` scenes: images [n, 3, size, size] float32 in [0, 1], labels [n], masks [n, size, size]."""
     rng = np.random.default_rng(seed)
