@@ -52,7 +52,7 @@ class NoisyLinearImputation(NoisyLinearImputer):
         flat = img.reshape(img.shape[0], -1)
         missing = np.argwhere(mask.reshape(-1) == 0).flatten()
         matrix, b = sparse_system(mask.numpy(), img.numpy())
-        solution = torch.tensor(spsolve(matrix, b), dtype=torch.float)
+        solution = torch.tensor(spsolve(matrix, b), dtype=torch.float, device="cpu")  # on the host, as the image it fills
         filled = flat.clone()
         filled[:, missing] = solution.t() + self.noise * torch.randn_like(solution.t())
         return filled.reshape_as(img)
