@@ -34,19 +34,29 @@ def cascade_layers(model: nn.Module) -> list[str]:
 
 def cascade(model: nn.Module, names: list[str], seed: int) -> Iterator[nn.Module]:
     """Step j (1, 2, ...): a copy of ``model`` with the layers ``names[:j]`` re-initialised in that order
-    (PyTorch's default init, the generator seeded with ``seed`` before the first). One copy
+    (PyTorch's default init, the generators seeded with ``seed`` before the first). One copy
     randomised a layer further at each step, not a fresh copy a step: the same weights, and no copy
-    of the whole model per layer. The copy is changed in place: use each step before the next."""
+    of the whole model per layer. The copy is changed in place: use each step before the next. The
+    init draws from the generator of the model's device (a GPU's on a cluster): its state is carried
+    from step to step and the caller's generators are left as they were."""
     copied = copy.deepcopy(model)
     modules = dict(copied.named_modules())
-    with torch.random.fork_rng(devices=[]):
+    device = next(copied.parameters()).device
+    gpus = [device] if device.type == "cuda" else []
+
+    def generators():
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in gpus]
+
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
-        state = torch.get_rng_state()
+        state = generators()
     for name in names:
-        with torch.random.fork_rng(devices=[]):  # the caller's draws between steps leave the init's alone
-            torch.set_rng_state(state)
+        with torch.random.fork_rng(devices=gpus):  # the caller's draws between steps leave the init's alone
+            torch.set_rng_state(state[0])
+            for d, gpu_state in zip(gpus, state[1]):
+                torch.cuda.set_rng_state(gpu_state, d)
             modules[name].reset_parameters()
-            state = torch.get_rng_state()
+            state = generators()
         yield copied
 
 

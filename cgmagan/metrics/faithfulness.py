@@ -102,8 +102,9 @@ def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes: to
          seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Per-image ROAD (Rong et al. 2022): the change of the class probability when p % of the
     pixels, exactly round(p · H · W) of them for each p in ``percentiles``, are replaced by the
-    ``grad-cam`` package's noisy linear imputation (:mod:`cgmagan.metrics.imputation`); most relevant first (MoRF, lower is better) and
-    least relevant first (LeRF, higher is better), averaged over ``percentiles``.
+    ``grad-cam`` package's noisy linear imputation (:mod:`cgmagan.metrics.imputation`); most relevant
+    first (MoRF, lower is better) and least relevant first (LeRF, higher is better), averaged over
+    ``percentiles``.
 
     The package removes every pixel at or above a percentile's value, so a tied plateau (Grad-CAM's
     ReLU zeros) goes at once; here the count is exact and ties are broken by noise seeded by

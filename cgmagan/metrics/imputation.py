@@ -5,7 +5,7 @@ The package's ``NoisyLinearImputer`` builds its sparse system by fancy-index ass
 ``lil_matrix``, ~3 ms of Python per call; ROAD calls it once per image, percentile, order and
 method (2,800 times in `make run`). Here the same entries go into a COO matrix in one call: the
 system, its solution and the noise drawn after it are the package's, to the bit
-(tests/test_faithfulness.py compares them), and the solver and the neighbour weights are its own.
+(tests/test_metrics.py compares them), and the solver and the neighbour weights are its own.
 """
 
 from __future__ import annotations
