@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from cgmagan.loggers import log_panels, wandb_loggers
 from cgmagan.report import figure_to_array, overlay_grid
 from cgmagan.runtime import all_gather_objects
+from cgmagan.utils import training_batches
 
 
 @torch.no_grad()
@@ -117,12 +118,6 @@ class ValidationGrid(pl.Callback):
         fig.savefig(self.dirpath / f"gan_val_epoch{trainer.current_epoch:03d}.png", dpi=80)
         _log_figure(trainer, "val/grid", fig)
         plt.close(fig)
-
-
-def training_batches(trainer: pl.Trainer) -> int:
-    """Training batches run so far, resumed ones included: the GAN's steps (its ``global_step``
-    counts optimizer steps, two a batch while D trains and one without it)."""
-    return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
 
 
 class AnnealingEarlyStopping(EarlyStopping):

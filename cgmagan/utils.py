@@ -51,6 +51,12 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cores() // max(1, jobs))
 
 
+def training_batches(trainer) -> int:
+    """Training batches a Lightning trainer has run so far, resumed ones included: the GAN's steps (its
+    ``global_step`` counts optimizer steps, two a batch while D trains and one without it)."""
+    return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+
+
 def write_json_atomic(path: Path, data, sort_keys: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))

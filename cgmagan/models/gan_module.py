@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from cgmagan.callbacks import training_batches
 from cgmagan.errors import NumericalError
 from cgmagan.metrics.agreement import dice_at_threshold, pearson
 from cgmagan.metrics.keep import keep_terms
+from cgmagan.utils import training_batches
 
 
 def as_float32(batch: dict) -> dict:

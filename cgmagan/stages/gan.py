@@ -14,13 +14,13 @@ from pytorch_lightning.callbacks import EarlyStopping, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from cgmagan import linear_baseline
-from cgmagan.callbacks import AnnealingEarlyStopping, LearningCurve, training_batches
+from cgmagan.callbacks import AnnealingEarlyStopping, LearningCurve
 from cgmagan.cam import cgma_settings
 from cgmagan.errors import UserError
 from cgmagan.models.gan_module import CGMAGAN
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
-from cgmagan.utils import digest, epochs_text, inert, instantiate_list, live, seed_stage
+from cgmagan.utils import digest, epochs_text, inert, instantiate_list, live, seed_stage, training_batches
 
 log = logging.getLogger(__name__)
 
