@@ -65,8 +65,11 @@ def write_sweeps(runs: Path) -> None:
                     for c in combos:
                         c["methods"] = {m: v for m, v in c["methods"].items() if m in REFERENCE}
                         c["sanity_check"]["spearman"] = {m: v for m, v in c["sanity_check"]["spearman"].items() if m in REFERENCE}
+                capped = sweep == "objective"  # the faithful GANs end on the epoch cap, every other by the plateau rule
+                steps = 1500 if capped else 900 + 100 * j + 25 * seed
+                training = {"steps": steps, "stopped_by": "max_epochs" if capped else "plateau", "best_step": steps - 25}
                 results = {"command": f"python run.py -m {sweep}", "seed": seed, "classifier_seed": 0, "config": config,
-                           "combinations": combos,
+                           "combinations": combos, "gan_training": training,
                            "settings": {"deletion_steps": 20, "road_percentiles": [10, 50, 90]}}  # fmt: skip
                 folder = runs / "small" / sweep / f"{j}-{seed}"
                 folder.mkdir(parents=True)
@@ -138,6 +141,18 @@ def test_the_objective_recipe_reads_each_objectives_runs_and_judges_the_faithful
     assert rows["gradcam"][-1] == "2" and rows["gradcam_pp"][-1] == "1"  # the runs that scored it
     assert "| The faithful GAN beats Grad-CAM on unseen_backbone, deletion AUC (ours) | 0.205 ± 0.007 vs 0.300 ± 0.000 | **yes** |" in text
     assert "| The faithful GAN beats Grad-CAM on unseen_backbone, deletion AUC (ours) |" in written[1]["summary"]
+
+
+def test_tables_say_how_each_gan_stopped_and_name_the_runs_at_the_epoch_cap(written):
+    _, texts = written
+    rule = "runs stopped by the plateau rule (gan.patience validations without the monitored score improving by gan.min_delta)"
+    capped = ("at the epoch cap (gan.max_epochs): objective seed 0 (1,500 steps; best at 1,475), "
+              "objective seed 1 (1,500 steps; best at 1,475).")  # fmt: skip
+    # every sweep's runs: 12 jobs x 2 seeds, the plateau ones after 900 (first job, seed 0) to 1,125 steps (cgma_k's third, seed 1)
+    assert f"GAN training: 22 of 24 {rule} after 900-1,125 steps; {capped}" in texts["summary"]
+    assert f"GAN training: 4 of 6 {rule} after 900-925 steps; {capped}" in texts["objective"]  # LSFT, faithful, both
+    ablations = next(line for line in texts["ablations"].splitlines() if line.startswith("GAN training"))
+    assert rule in ablations and "epoch cap" not in ablations
 
 
 def test_a_verdict_needs_a_spread_over_seeds_on_both_sides():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -122,7 +123,34 @@ def provenance(runs: list[dict], command: str) -> list[str]:
         for c in run["results"]["combinations"]:
             accuracy.setdefault(f"{c['dataset']}/{c['backbone']}", []).append(c["classifier_accuracy"])
     lines += ["", "Classifier test accuracy (mean over runs): " + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in accuracy.items()) + "."]
-    return lines
+    return lines + training_lines(runs)
+
+
+def run_label(run: dict) -> str:
+    """"<sweep> seed <s>", with the settings that set the run apart from its sweep's others."""
+    path = run.get("path")
+    sweep = Path(path).parent.parent.name if path else "run"
+    variant = run.get("variant")
+    return f"{sweep}{f' ({variant})' if variant and variant != '(every run)' else ''} seed {run['results'].get('seed')}"
+
+
+def training_lines(runs: list[dict]) -> list[str]:
+    """How the runs' GANs stopped: by the plateau rule (after how many steps) or at the epoch cap,
+    naming every capped run with the step of its best checkpoint. Nothing for runs that loaded a GAN."""
+    trained = [(run, t) for run in runs if (t := run["results"].get("gan_training")) and t.get("steps")]
+    if not trained:
+        return []
+    plateau = [t["steps"] for _, t in trained if t["stopped_by"] == "plateau"]
+    capped = [(run, t) for run, t in trained if t["stopped_by"] != "plateau"]
+    text = (f"GAN training: {len(plateau)} of {len(trained)} runs stopped by the plateau rule (gan.patience validations "
+            "without the monitored score improving by gan.min_delta)")  # fmt: skip
+    if plateau:
+        text += f" after {min(plateau):,}-{max(plateau):,} steps" if min(plateau) != max(plateau) else f" after {plateau[0]:,} steps"
+    if capped:
+        best = {id(t): f"; best at {t['best_step']:,}" if t.get("best_step") is not None else "" for _, t in capped}
+        text += "; at the epoch cap (gan.max_epochs): " + ", ".join(
+            f"{run_label(run)} ({t['steps']:,} steps{best[id(t)]})" for run, t in capped)
+    return ["", text + "."]
 
 
 def _scored_fewer(run: dict) -> str | None:

@@ -26,6 +26,7 @@ from cgmagan.reproduce.cells import (
     seed_free,
     setting,
     table,
+    training_lines,
     verdict,
 )
 
@@ -397,6 +398,7 @@ def summary(sweeps: dict[str, list[dict]], variant: str) -> list[str]:
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(sweeps)]
     if "objective" in sweeps:
         lines += [f"| {c} | {m} | {v} |" for c, m, v in objective_verdicts(sweeps) if "unseen_backbone" in c]
+    lines += training_lines([run for runs in sweeps.values() for run in runs])
     if all(name in sweeps for name in RECIPES["ablations"].sweeps):
         lines += ["", f"Ablations (`{command} --recipe ablations`):", "", *ablation_table(sweeps)]
     return lines
