@@ -247,3 +247,22 @@ def test_sweeps_start_longest_first_main_comparison_first_faithful_gans_first_wi
     commands = {name: sweep_command("python", "small", name, "0,1,2" if name in ("lsft", "objective") else "0", Path("runs"), [])
                 for name in ("cgma_order", "exclude_target", "objective_both", "lsft", "cgma_k", "objective")}  # fmt: skip
     assert list(longest_first(commands)) == ["objective", "lsft", "objective_both", "cgma_k", "exclude_target", "cgma_order"]
+
+
+def test_sweeps_run_one_at_a_time_when_the_launcher_runs_their_jobs_in_parallel(tmp_path):
+    from argparse import Namespace
+
+    from cgmagan.reproduce.cli import sweeps_at_once
+    from cgmagan.utils import cores
+
+    def args(jobs, *overrides):
+        return Namespace(jobs=jobs, variant="small", overrides=list(overrides))
+
+    assert sweeps_at_once(args(None), 9) == min(cores(), 9) and sweeps_at_once(args(3), 9) == 3
+    assert sweeps_at_once(args(None, "hydra/launcher=slurm"), 9) == min(cores(), 9)  # a cluster's jobs use its nodes
+    assert sweeps_at_once(args(None, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"), 9) == 1
+    assert sweeps_at_once(args(1, "hydra/launcher=joblib"), 9) == 1
+    # refused before any sweep starts: nothing is written under --runs
+    with pytest.raises(SystemExit, match=r"--jobs 2 with hydra/launcher=parallel .* drop --jobs"):
+        main(["small", "--jobs", "2", "--runs", str(tmp_path / "runs"), "--", "hydra/launcher=parallel"])
+    assert not (tmp_path / "runs").exists()

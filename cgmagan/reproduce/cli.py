@@ -66,6 +66,24 @@ def default_jobs(variant: str, sweeps: int) -> int:
     return max(1, min(cores(), sweeps)) if variant == "small" else 1
 
 
+def parallel_launcher(overrides: list[str]) -> bool:
+    """Whether the overrides run each sweep's jobs in parallel here (the joblib launcher)."""
+    return any(o.split("=", 1)[0].lstrip("+~") == "hydra/launcher" and o.split("=", 1)[1] in ("parallel", "joblib")
+               for o in overrides if "=" in o)  # fmt: skip
+
+
+def sweeps_at_once(args, sweeps: int) -> int:
+    """``--jobs``, or the variant's default; one sweep at a time when the launcher already runs each sweep's
+    jobs in parallel (its jobs share the cores as if they were alone: two such sweeps would ask for twice the cores)."""
+    if not parallel_launcher(args.overrides):
+        return args.jobs or default_jobs(args.variant, sweeps)
+    if args.jobs and args.jobs > 1:
+        raise SystemExit(f"--jobs {args.jobs} with hydra/launcher=parallel would run {args.jobs} sweeps whose joblib jobs "
+                         "each take their share of every core (cores // hydra.launcher.n_jobs threads): drop --jobs (one "
+                         "sweep at a time) and set the jobs at once with hydra.launcher.n_jobs")  # fmt: skip
+    return 1
+
+
 def job_count(command: list[str]) -> int:
     """The jobs of a ``run.py -m`` command (its swept values' combinations)."""
     from cgmagan import cost
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--rates", type=Path, default=Path("benchmarks/paper_scale.json"),
                         help="the measurements the --dry-run estimate multiplies (benchmarks/paper_scale.py)")
     parser.add_argument("--readme", type=Path, help="fill this README's reproduce block with the summary")
-    parser.add_argument("--jobs", type=int, help="sweeps run at once (default: one per CPU core for small, 1 for paper)")
+    parser.add_argument("--jobs", type=int, help="sweeps run at once (default: one per CPU core for small, 1 for paper or with hydra/launcher=parallel)")
     parser.epilog = "Hydra overrides for every job (launcher, paths, trainer) go after --."
     argv = sys.argv[1:] if argv is None else list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
@@ -163,8 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             for i, command in enumerate(commands.values(), 1):
                 print(f"[sweep {i} of {len(commands)}] " + " ".join(shlex.quote(c) for c in command), flush=True)
         else:
-            jobs = args.jobs or default_jobs(args.variant, len(commands))
-            run_sweeps(longest_first(commands), jobs, args.runs / args.variant)
+            run_sweeps(longest_first(commands), sweeps_at_once(args, len(commands)), args.runs / args.variant)
         if args.dry_run:
             print_estimate(args, needed)
             return {}
