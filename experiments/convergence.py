@@ -74,7 +74,8 @@ def main() -> None:
         f"The GAN trained {t['steps']} steps ({t['epochs']} epochs) without early stopping, validated every "
         f"{' or '.join(str(g) for g in sorted({b['step'] - a['step'] for a, b in zip(history, history[1:])})) or '?'} "
         f"steps. Its best {score} "
-        f"{best[score]:.4f} came at step {best['step']}; the linear CGMA baseline scores {reference.get(score, float('nan')):.4f} "
+        f"{best[score]:.4f} came at step {best['step']}; the linear CGMA baseline "
+        f"{f'scores {reference[score]:.4f}' if score in reference else f'is not scored on {score}'} "
         f"on the same validation data ({', '.join(f'{k} {v:.4f}' for k, v in reference.items())}).", "",
     ]  # fmt: skip
     if stop is None:

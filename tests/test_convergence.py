@@ -58,7 +58,7 @@ def test_a_faithful_run_past_its_cap_beside_the_capped_run(convergence, tmp_path
     # 0.2295, 0.2292 and 0.2291 are each within 0.001 of 0.23: the rule stops after the third, at step 450, and keeps it
     assert "stops after step 450 and keeps the checkpoint of step 450: val/faithfulness 0.2291" in text
     assert "| 450 (rule stops) | 4 | 0.2291 |" in text
-    assert "Its best val/faithfulness 0.2287 came at step 500" in text
+    assert "Its best val/faithfulness 0.2287 came at step 500; the linear CGMA baseline scores 0.6000 on the same" in text
     assert ("The run with the default stop (`python run.py objective=faithful`) stopped at the epoch cap (gan.max_epochs 2) "
             "after 250 steps; its best val/faithfulness 0.2500 came at step 200.") in text  # fmt: skip
     assert "| default stop (250 steps, at the epoch cap (gan.max_epochs 2)) | shapes/small_vgg (seen) | 0.600 / 0.700 / 1.000 |" in text
