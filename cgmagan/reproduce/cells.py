@@ -127,7 +127,7 @@ def provenance(runs: list[dict], command: str) -> list[str]:
 
 
 def run_label(run: dict) -> str:
-    """"<sweep> seed <s>", with the settings that set the run apart from its sweep's others."""
+    """The run's name in a sentence: its sweep, the settings that set it apart from the sweep's others, its seed."""
     path = run.get("path")
     sweep = Path(path).parent.parent.name if path else "run"
     variant = run.get("variant")
@@ -147,10 +147,13 @@ def training_lines(runs: list[dict]) -> list[str]:
     if plateau:
         text += f" after {min(plateau):,}-{max(plateau):,} steps" if min(plateau) != max(plateau) else f" after {plateau[0]:,} steps"
     if capped:
-        best = {id(t): f"; best at {t['best_step']:,}" if t.get("best_step") is not None else "" for _, t in capped}
-        text += "; at the epoch cap (gan.max_epochs): " + ", ".join(
-            f"{run_label(run)} ({t['steps']:,} steps{best[id(t)]})" for run, t in capped)
+        text += "; at the epoch cap (gan.max_epochs): " + ", ".join(_capped(run, t) for run, t in capped)
     return ["", text + "."]
+
+
+def _capped(run: dict, training: dict) -> str:
+    best = training.get("best_step")
+    return f"{run_label(run)} ({training['steps']:,} steps{f'; best at {best:,}' if best is not None else ''})"
 
 
 def _scored_fewer(run: dict) -> str | None:
