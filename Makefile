@@ -28,7 +28,7 @@ quickstart: install  ## the same pipeline, shorter
 recipe: install  ## a sweep over 3 seeds into a table: make recipe NAME=lsft_vs_gsft ARGS="conditioning=lsft,gsft"
 	PYTHON=$(BIN)/python bash experiments/recipe.sh $(NAME) $(ARGS)
 
-reproduce-small: install  ## the six recipes' tables and plots on the embedded data, 3 seeds (55 min on 2 CPU cores, two sweeps at a time; see README)
+reproduce-small: install  ## the six recipes' tables and plots on the embedded data, 3 seeds (51-55 min on 2 CPU cores, two sweeps at a time; see README)
 	$(BIN)/python -m cgmagan.reproduce small --readme README.md $(ARGS)
 
 reproduce-paper: install  ## the same on the paper's datasets and backbones (GPUs): ARGS="-- paths.data_dir=/data hydra/launcher=slurm"
