@@ -14,6 +14,8 @@ from filelock import FileLock
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from cgmagan.errors import ConfigError
+
 
 def digest(obj) -> str:
     """Short sha256 of a JSON-able object (configs are resolved to containers first)."""
@@ -49,6 +51,15 @@ def cores() -> int:
 def threads_per_job(jobs: int) -> int:
     """Torch threads for each of ``jobs`` processes running at once on this process's cores."""
     return max(1, cores() // max(1, jobs))
+
+
+def per_process_batch(batch_size: int, processes: int, setting: str) -> int:
+    """A training batch shared among DDP processes: each takes ``batch_size / processes`` rows a step, so
+    the optimizer sees the same batch, and takes as many steps, on any number of processes."""
+    if batch_size % processes:
+        raise ConfigError(f"{setting}={batch_size} is the training batch of the {processes} DDP processes together and "
+                          f"must divide among them: set {setting} to a multiple of {processes}")  # fmt: skip
+    return batch_size // processes
 
 
 def training_batches(trainer) -> int:

@@ -71,3 +71,31 @@ def test_digits_split_is_stratified_disjoint_and_deterministic():
     again = DigitsDataModule(32, seed=0)
     again.setup()
     assert torch.equal(again.dataset("val").labels, dm.dataset("val").labels)
+
+
+def test_under_ddp_the_processes_share_the_training_batch_and_an_indivisible_one_is_refused(tmp_path):
+    """batch_size is the batch of all DDP processes together (each takes its share a step), so the classifier and the
+    GAN see the same batch and take the same steps on any number of processes; evaluation loaders keep theirs."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from cgmagan.errors import ConfigError
+    from tests.cache_helpers import make_datamodule
+
+    data = ShapesDataModule(32, batch_size=64, split_sizes=(64, 16, 16), seed=0)
+    for processes, share in ((1, 64), (2, 32), (4, 16)):
+        data.trainer = SimpleNamespace(world_size=processes, global_rank=0)
+        assert data.train_dataloader().batch_size == share
+    assert data.loader("test").batch_size == 64
+    data.trainer = SimpleNamespace(world_size=3, global_rank=0)
+    with pytest.raises(ConfigError, match=r"dataset.batch_size=64 is the training batch of the 3 DDP processes together .* multiple of 3"):
+        data.train_dataloader()
+
+    cgmas = make_datamodule(str(tmp_path / "cache"))  # gan.batch_size 8 over 64 training maps
+    cgmas.setup()
+    assert [cgmas.train_batches(n) for n in (1, 2, 4)] == [8, 8, 8]  # each process: 64 / n maps in batches of 8 / n
+    cgmas.trainer = SimpleNamespace(world_size=2, global_rank=0)
+    assert cgmas.train_dataloader().batch_size == 4
+    with pytest.raises(ConfigError, match="gan.batch_size=8 .* 3 DDP processes"):
+        cgmas.train_batches(3)

@@ -132,3 +132,20 @@ def test_fast_dev_run_caches_cgmas_of_one_precompute_batch_per_split(tmp_path):
     cache = build_cgma_cache(cfg, train_classifiers(cfg, runtime), runtime)
     counts = {key: m["count"] for key, m in cache.datamodule.manifests.items()}
     assert len(counts) == 6 and set(counts.values()) == {8}, counts
+
+
+def test_the_classifier_cache_key_holds_the_training_batch_not_the_loader_processes(tmp_path):
+    """Another dataset.batch_size trains another classifier (under DDP too: it is all processes' batch together, so the
+    number of processes is not in the key); loader processes change nothing."""
+    from cgmagan.combinations import resolve_combinations
+    from cgmagan.stages.classifier import classifier_key
+
+    def key(*overrides):
+        cfg = compose_config(tmp_path, list(overrides))
+        train, unseen = resolve_combinations(cfg)
+        combo = next(c for c in train + unseen if c.dataset == cfg.dataset.name)  # the one the `dataset` overrides reach
+        return classifier_key(combo, cfg, combo.datamodule())
+
+    one = key()
+    assert key("dataset.batch_size=32") != one
+    assert key("dataset.num_workers=2") == one == key("trainer=ddp", "trainer.devices=4")

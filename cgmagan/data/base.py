@@ -10,6 +10,8 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from cgmagan.utils import per_process_batch
+
 
 class TensorImageDataset(Dataset):
     """In-memory images in [0, 1] ([N, C, H, W] float), labels, optional object masks."""
@@ -147,7 +149,9 @@ class ClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)  # under DDP, Lightning shards it with its own sampler
+        # under DDP, Lightning shards it with its own sampler; batch_size is all the processes' batch together
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        return self.loader("train", shuffle=True, batch_size=per_process_batch(self.batch_size, processes, "dataset.batch_size"))
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", sampler=unrepeated_sampler(self.dataset("val"), self.trainer))

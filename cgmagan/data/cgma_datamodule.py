@@ -20,7 +20,7 @@ from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, pe
 from cgmagan.data.base import ClassificationDataModule, EpochShuffle, loader_workers, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
-from cgmagan.utils import digest, locked
+from cgmagan.utils import digest, locked, per_process_batch
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ class CGMADataModule(pl.LightningDataModule):
         a distributed sampler gives every rank ceil(rows / world) of the pooled rows."""
         rows = sum(self.manifests[(name, "train")]["count"] for name in self.train_names)
         per_rank = -(-rows // world_size)  # ceiling divisions
-        return -(-per_rank // self.batch_size)
+        return -(-per_rank // per_process_batch(self.batch_size, world_size, "gan.batch_size"))
 
     def _pooled(self, split: str) -> ConcatDataset:
         if not self.serve_inputs:
@@ -313,7 +313,8 @@ class CGMADataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pooled = self._pooled("train")
-        return DataLoader(pooled, batch_size=self.batch_size, sampler=EpochShuffle(pooled, self.seed),
+        batch = per_process_batch(self.batch_size, self._world()[1], "gan.batch_size")  # all processes' batch together
+        return DataLoader(pooled, batch_size=batch, sampler=EpochShuffle(pooled, self.seed),
                           num_workers=self.num_workers, collate_fn=collate_rows)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:

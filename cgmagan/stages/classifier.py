@@ -30,7 +30,8 @@ from cgmagan.utils import digest, epochs_text, file_sha256, inert, seed_stage, w
 
 log = logging.getLogger(__name__)
 
-# trainer settings that change the trained weights; devices, strategy and loggers do not
+# trainer settings that change the trained weights; devices, strategy and loggers do not (under DDP the
+# processes share dataset.batch_size: the same batch and steps on any number of them)
 _TRAINER_KEYS = ("fast_dev_run", "limit_train_batches", "overfit_batches", "max_steps", "precision",
                  "accumulate_grad_batches", "gradient_clip_val", "deterministic")  # fmt: skip
 CHECKPOINT, META, IN_PROGRESS = "classifier.ckpt", "meta.json", "training"
@@ -73,13 +74,13 @@ def classifier_settings(combo: Combination, cfg: DictConfig) -> dict:
     ``classifier.seed``, not the GAN's ``seed``: GAN seeds over the same classifier.seed share the
     classifiers); what the cost estimate of a sweep groups its jobs' classifiers by."""
     data = {k: v for k, v in OmegaConf.to_container(combo.dataset_cfg, resolve=True).items()
-            if k not in ("batch_size", "num_workers", "root", "download", "checked_dir")}  # fmt: skip
+            if k not in ("num_workers", "root", "download", "checked_dir")}  # batch_size: the training batch  # fmt: skip
     trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS}
     backbone = {k: v for k, v in OmegaConf.to_container(combo.backbone_cfg, resolve=True).items()
                 if k != "target_layer"}  # what is explained, not how the net is trained  # fmt: skip
     return {"data": data, "input_size": combo.input_size, "backbone": backbone,
             "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
-            "trainer": trainer, "format": 6}  # 6: classifier.seed (in cfg.classifier) apart from the GAN's  # fmt: skip
+            "trainer": trainer, "format": 7}  # 7: the training batch (all DDP processes' together) in the key  # fmt: skip
 
 
 def classifier_key(combo: Combination, cfg: DictConfig, dm: ClassificationDataModule) -> str:
