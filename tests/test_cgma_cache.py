@@ -162,8 +162,9 @@ def test_train_loader_serves_every_cached_sample_once_as_stored_and_the_gan_trai
     batches = list(dm.train_dataloader())
     assert dm.train_batches() == len(batches)  # counted from the manifests, no shard opened
     rows = dm.manifests[(NAME, "train")]["count"]
-    sampler = torch.utils.data.DistributedSampler(range(rows), num_replicas=3, rank=0, shuffle=False)
-    assert dm.train_batches(world_size=3) == math.ceil(len(sampler) / dm.batch_size)  # each rank's share
+    sampler = torch.utils.data.DistributedSampler(range(rows), num_replicas=4, rank=0, shuffle=False)
+    # each rank's share of the rows, in its share of the batch (gan.batch_size is all the ranks' batch together)
+    assert dm.train_batches(world_size=4) == math.ceil(len(sampler) / (dm.batch_size // 4))
     cgmas = torch.cat([b["cgma"] for b in batches])
     assert cgmas.dtype == torch.float16 and len(cgmas) == dm.manifests[(NAME, "train")]["count"]
     stored = torch.from_numpy(dm.arrays(NAME, "train")["cgma"].rows(0, len(cgmas)))
