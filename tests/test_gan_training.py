@@ -336,6 +336,7 @@ def test_a_faithfulness_trained_gan_reads_each_rows_classifier_input_and_stops_o
     input (the image the cache holds at the map size is that input, downsampled), its explained
     class and combination; the run is judged on val/faithfulness, not on agreement with Grad-CAM."""
     import torch.nn.functional as F
+    from omegaconf import open_dict
 
     from cgmagan.config import resolve_paths
     from cgmagan.data.cgma_datamodule import to_rgb
@@ -369,6 +370,21 @@ def test_a_faithfulness_trained_gan_reads_each_rows_classifier_input_and_stops_o
         local = row - (len(pooled.datasets[0]) if combo else 0)
         source = dm.sources[names[combo]].data.dataset("train")
         assert int(item["pred"]) == int(cache.classifiers.train[combo].module.net(source[int(dm.indices(names[combo], "train")[local])][0][None]).argmax())
+
+    # the learning curve's reference line: linear_cgma's faithfulness is what validation logs for a
+    # generator that draws linear_cgma's maps (an untrained one, started at the baseline), on every
+    # validation batch (limit_val_batches lifted: the reference is the whole split's), a last smaller one weighing less
+    dm.batch_size = 40  # 96 validation rows: 40, 40, 16
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.gan.max_epochs, cfg.trainer.limit_val_batches = str(tmp_path / "untrained"), 0, None
+    untrained = train_gan(cfg, cache, runtime)
+    reference = untrained.training["linear_cgma"]
+    assert reference["val/faithfulness"] == pytest.approx(t["linear_cgma"]["val/faithfulness"], abs=1e-6)
+    dm.serve_inputs = True
+    logged = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False).validate(untrained.module, datamodule=dm, verbose=False)[0]  # fmt: skip
+    for score in ("val/keep", "val/area", "val/faithfulness", "val/objective", "val/l1"):
+        assert reference[score] == pytest.approx(logged[score], abs=1e-5), score
 
 
 class ScriptedScore(pl.LightningModule):

@@ -81,10 +81,11 @@ class CGMAGAN(pl.LightningModule):
     def faithful(self) -> bool:
         return float((self.hparams.faithfulness or {}).get("weight") or 0) > 0
 
-    def attach_classifiers(self, classifiers: list[nn.Module]) -> None:
+    def attach_classifiers(self, classifiers: list[nn.Module], device: torch.device | str = "cpu") -> None:
         """The training combinations' classifiers, in the order of the batches' ``combo`` index; frozen
-        copies, so that the originals keep their gradients for Grad-CAM and their mode."""
-        self._classifiers = [copy.deepcopy(c).eval().requires_grad_(False) for c in classifiers]
+        copies on ``device`` (fit moves them to the module's), so that the originals keep their
+        gradients for Grad-CAM and their mode."""
+        self._classifiers = [copy.deepcopy(c).eval().requires_grad_(False).to(device) for c in classifiers]
 
     def on_fit_start(self) -> None:
         if self.faithful and not self._classifiers:
@@ -92,6 +93,13 @@ class CGMAGAN(pl.LightningModule):
         self._classifiers = [c.to(self.device) for c in self._classifiers]
 
     on_validation_start = on_fit_start  # trainer.validate() alone, too
+
+    @torch.no_grad()
+    def faithfulness_scores(self, maps: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """What validation logs of the faithfulness objective (keep, area, faithfulness) for any maps
+        [B, 1, S, S] on a batch served with the classifiers' inputs, on the attached classifiers'
+        device: another method's maps (the linear baseline's) scored as G's are."""
+        return self._faithfulness(maps, batch)[1]
 
     def _faithfulness(self, fake: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """The weighted faithfulness objective of ``fake`` [B, 1, S, S], and its parts to log."""

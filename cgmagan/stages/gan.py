@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
@@ -17,7 +18,7 @@ from cgmagan import linear_baseline
 from cgmagan.callbacks import AnnealingEarlyStopping, LearningCurve
 from cgmagan.cam import cgma_settings
 from cgmagan.errors import UserError
-from cgmagan.models.gan_module import CGMAGAN
+from cgmagan.models.gan_module import CGMAGAN, as_float32
 from cgmagan.runtime import Runtime
 from cgmagan.stages.cgma import CGMACache
 from cgmagan.utils import digest, epochs_text, inert, instantiate_list, live, seed_stage, training_batches
@@ -155,6 +156,27 @@ def validation_interval(cfg: DictConfig, cache: CGMACache, runtime: Runtime, ove
     return int(every) if int(every) < batches else None
 
 
+def faithfulness_reference(gan: CGMAGAN, weights: torch.Tensor, datamodule, runtime: Runtime,
+                           linear_l1: float) -> dict[str, float]:  # fmt: skip
+    """The linear baseline's val/keep, val/area and val/faithfulness on the GAN's validation batches
+    (the loaders serving the classifiers' inputs), and its val/objective from ``linear_l1``, per image
+    as validation averages G's: the reference line of a faithful run's learning curve and of its
+    monitored score. Rank 0 scores them on its device; every rank gets them."""
+    scores = None
+    if runtime.is_global_zero:
+        device, sums, count = runtime.root_device, {}, 0
+        for batch in datamodule.val_dataloader():
+            batch = as_float32(move_data_to_device(batch, device))
+            maps = linear_baseline.predict(weights, batch["cgma"])[:, None]
+            for name, value in gan.faithfulness_scores(maps, batch).items():
+                sums[name] = sums.get(name, 0.0) + float(value) * len(maps)
+            count += len(maps)
+        scores = {f"val/{name}": total / max(count, 1) for name, total in sums.items()}
+        scores["val/objective"] = (float(gan.hparams.lambda_l1) * linear_l1
+                                   + float(gan.hparams.faithfulness["weight"]) * scores["val/faithfulness"])  # fmt: skip
+    return runtime.broadcast(scores)
+
+
 def training_record(trainer, cfg: DictConfig, reference: dict[str, float]) -> dict:
     """Steps and epochs trained, why training stopped (the score's plateau or the epoch cap), the
     best validation score and its epoch, each validation's scores, and the linear baseline's."""
@@ -195,12 +217,13 @@ def train_gan(cfg: DictConfig, cache: CGMACache, runtime: Runtime) -> TrainedGAN
         gan.generator.head.start_at(linear_weights)
     reference = linear_baseline.validation_scores(linear_weights, [cache.datamodule.arrays(n, "val")
                                                                    for n in cache.datamodule.train_names])
+    if gan.faithful:  # the classifiers judge the masked inputs, which the loaders then serve
+        gan.attach_classifiers([c.module.net for c in cache.classifiers.train], device=runtime.root_device)
+        cache.datamodule.serve_inputs = True
+        reference.update(faithfulness_reference(gan, linear_weights, cache.datamodule, runtime, reference["val/l1"]))
     for callback in trainer.callbacks:
         if isinstance(callback, LearningCurve):
             callback.reference = reference
-    if gan.faithful:  # the classifiers judge the masked inputs, which the loaders then serve
-        gan.attach_classifiers([c.module.net for c in cache.classifiers.train])
-        cache.datamodule.serve_inputs = True
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
     resume = runtime.broadcast(bool(last) and runtime.is_global_zero and resumable(last, training_key(cfg)))
     if resume:
