@@ -42,13 +42,19 @@ class EpochShuffle(RandomSampler):
         self.generator.manual_seed(self.seed * 1_000_003 + epoch)
 
 
+def processes(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """(this process's rank, the number of processes) of a datamodule's trainer; (0, 1) without one."""
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
 def unrepeated_sampler(dataset: Dataset, trainer: pl.Trainer | None) -> UnrepeatedDistributedSampler | None:
     """Under DDP, rank r takes items r, r + world, ... with nothing padded or repeated, so that
     metrics summed over ranks equal one process's (Lightning's default sampler repeats items to
     even out the ranks). None in a single process."""
-    if trainer is None or trainer.world_size <= 1:
+    rank, world = processes(trainer)
+    if world <= 1:
         return None
-    return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
 
 
 def loader_workers(setting: int | str | None, device: torch.device) -> int:
@@ -150,8 +156,8 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # under DDP, Lightning shards it with its own sampler; batch_size is all the processes' batch together
-        processes = self.trainer.world_size if self.trainer is not None else 1
-        return self.loader("train", shuffle=True, batch_size=per_process_batch(self.batch_size, processes, "dataset.batch_size"))
+        batch = per_process_batch(self.batch_size, processes(self.trainer)[1], "dataset.batch_size")
+        return self.loader("train", shuffle=True, batch_size=batch)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", sampler=unrepeated_sampler(self.dataset("val"), self.trainer))

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, default
 from tqdm.auto import tqdm
 
 from cgmagan.cam import cgma, cgma_settings, is_zero_map, multilayer_gradcam, penultimate_position, select_layers
-from cgmagan.data.base import ClassificationDataModule, EpochShuffle, loader_workers, stratified_subset
+from cgmagan.data.base import ClassificationDataModule, EpochShuffle, loader_workers, processes, stratified_subset
 from cgmagan.data.cgma_store import CGMAStore, ShardedArrays
 from cgmagan.errors import ConfigError, NumericalError
 from cgmagan.utils import digest, locked, per_process_batch
@@ -208,9 +208,6 @@ class CGMADataModule(pl.LightningDataModule):
         folder = self.cache_dir / "cgma" / f"{name.replace('/', '-')}-{split}-{key}"
         return CGMAStore(folder, key, len(rows), int(self.cfg.shard_size), verify=self.cfg.verify)
 
-    def _world(self) -> tuple[int, int]:
-        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-
     @property
     def device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -219,7 +216,7 @@ class CGMADataModule(pl.LightningDataModule):
         """Compute and write the shards ``todo`` (found missing or damaged by the caller)."""
         if not todo:
             return
-        rank, world = self._world()
+        rank, world = processes(self.trainer)
         log.info("CGMA %s %s: computing %d of %d shards (rank %d of %d)", name, split, len(todo), store.num_shards,
                  rank, world)  # fmt: skip
         computer = ShardComputer(self.sources[name], split, self.indices(name, split), self.cfg, self.device)
@@ -251,7 +248,7 @@ class CGMADataModule(pl.LightningDataModule):
             return self._finalize(name, split, store)
 
     def prepare_data(self) -> None:
-        if self._world()[1] > 1 or self.complete:
+        if processes(self.trainer)[1] > 1 or self.complete:
             return  # under DDP every rank computes its share in setup()
         for name in self.sources:
             for split in SPLITS:
@@ -259,7 +256,7 @@ class CGMADataModule(pl.LightningDataModule):
             self.sources[name].data.release()  # one combination's images in memory at a time
 
     def setup(self, stage: str | None = None) -> None:
-        rank, world = self._world()
+        rank, world = processes(self.trainer)
         if world > 1 and not self.manifests:
             # rank r computes shards r, r + world, ...; rank 0 verifies them all and writes manifests
             pending = [(n, s) for n in self.sources for s in SPLITS if self.store(n, s).manifest() is None]
@@ -313,7 +310,7 @@ class CGMADataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pooled = self._pooled("train")
-        batch = per_process_batch(self.batch_size, self._world()[1], "gan.batch_size")  # all processes' batch together
+        batch = per_process_batch(self.batch_size, processes(self.trainer)[1], "gan.batch_size")  # all processes' batch together
         return DataLoader(pooled, batch_size=batch, sampler=EpochShuffle(pooled, self.seed),
                           num_workers=self.num_workers, collate_fn=collate_rows)  # fmt: skip
 
