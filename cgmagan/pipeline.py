@@ -59,12 +59,29 @@ def run_experiment(cfg: DictConfig) -> dict:
         marker.write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}; not finished (killed or failed, or still "
                           f"running). Rerun the same command with hydra.run.dir={cfg.paths.output_dir} (in a sweep: "
                           "the same hydra.sweep.dir) to continue: cached classifiers and CGMA shards are reused.\n")  # fmt: skip
+    took, start = {}, time.perf_counter()
     try:
-        classifiers = train_classifiers(cfg, runtime)
-        cache = build_cgma_cache(cfg, classifiers, runtime)
-        gan = train_gan(cfg, cache, runtime)
-        results = evaluate(cfg, gan, runtime).results
+        classifiers = _timed(took, "classifiers", train_classifiers, cfg, runtime)
+        cache = _timed(took, "CGMA cache", build_cgma_cache, cfg, classifiers, runtime)
+        gan = _timed(took, "GAN", train_gan, cfg, cache, runtime)
+        results = _timed(took, "evaluation", evaluate, cfg, gan, runtime).results
         marker.unlink(missing_ok=True)
+        log.info("done in %s: %s", duration(time.perf_counter() - start),
+                 ", ".join(f"{stage} {duration(seconds)}" for stage, seconds in took.items()))  # fmt: skip
         return results
     finally:
         runtime.close()
+
+
+def _timed(took: dict[str, float], stage: str, function, *args):
+    """``function(*args)``, its wall time kept in ``took[stage]`` (where a run's minutes go, said at its end)."""
+    start = time.perf_counter()
+    result = function(*args)
+    took[stage] = time.perf_counter() - start
+    return result
+
+
+def duration(seconds: float) -> str:
+    """13 s, 4 min 5 s."""
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"

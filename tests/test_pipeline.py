@@ -1,9 +1,11 @@
 import json
+import logging
 import math
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,13 +25,22 @@ METRICS = ("dice", "soft_dice", "average_drop", "increase_in_confidence", "win_v
 CORE_METHODS = ("gradcam", "gan", "last_cgma", "mean_train_target", "centred_gaussian")
 
 
-def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(tmp_path, monkeypatch):
+def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(tmp_path, monkeypatch, caplog):
     """LSFT here; GSFT runs end to end in the sweep test (tests/test_sweeps.py)."""
     # one more method in the registry: Grad-CAM's own maps, so its scores must be Grad-CAM's
     again = ExplanationMethod("gradcam_again", "Grad-CAM once more (a test entry)", lambda ev, b, c: b["target"].clone())
     monkeypatch.setitem(METHODS, again.name, again)
     cfg = compose_config(tmp_path, [*TINY, "conditioning=lsft"])
-    results = run_experiment(cfg)
+    with caplog.at_level(logging.INFO, logger="cgmagan.pipeline"):
+        started = time.perf_counter()
+        results = run_experiment(cfg)
+        wall = time.perf_counter() - started
+    # the run ends saying where its time went: every stage, in order, adding up to no more than the whole
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done in ")]
+    parts = re.fullmatch(r"done in (.+): classifiers (.+), CGMA cache (.+), GAN (.+), evaluation (.+)", line)
+    assert parts, line
+    total, *stages = (seconds_of(text) for text in parts.groups())
+    assert sum(stages) <= total + 2 and total <= wall + 1 and stages[0] > 0  # the classifiers trained here
     out = Path(cfg.paths.output_dir)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["combinations"] == results["combinations"]
@@ -64,6 +75,13 @@ def test_tiny_end_to_end_run_writes_finite_results_for_every_registered_method(t
         gradcam = combo["methods"]["gradcam"]
         assert gradcam["win_vs_gradcam"] == 50.0 and gradcam["dice"] == 1.0
         assert "pointing_game" in combo["methods"]["gan"] or combo["dataset"] == "digits"
+
+
+def seconds_of(text: str) -> int:
+    """'13 s' -> 13, '4 min 5 s' -> 245."""
+    found = re.fullmatch(r"(?:(\d+) min )?(\d+) s", text)
+    assert found, text
+    return int(found.group(1) or 0) * 60 + int(found.group(2))
 
 
 def test_a_rerun_of_a_finished_job_is_skipped_and_a_new_run_reuses_classifiers_and_cgma_cache(tmp_path):
